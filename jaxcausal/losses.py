@@ -1,0 +1,112 @@
+"""The training objective as a pure function `(params, batch, weights) -> (loss, aux)`.
+
+Every component is mean-reduced so its scale does not grow with the data size:
+  recon   = sum(M * (X_hat - X)^2) / sum(M)          (masked mean squared error)
+  sparse  = mean |W| over off-diagonal entries        (lagged weights add their own mean |W_lag|)
+  acyclic = h(W), the chosen acyclicity penalty       (zero exactly on DAGs)
+  disen   = mean |cross-correlation| between the latent blocks z_s, z_n, z_b over the batch
+The acyclicity pressure is an augmented Lagrangian alpha * h + rho / 2 * h^2 on top of the fixed
+weight lambda_acyclic; alpha and rho live in `LossWeights` so they are data, not constants.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxcausal import acyclicity
+from jaxcausal.model import CausalSEM, off_diagonal
+
+
+class LossWeights(NamedTuple):
+    """Per-run (or per-population-member) scalars; float32 so vmapped sweeps can vary them."""
+
+    recon: jax.Array
+    sparse: jax.Array
+    acyclic: jax.Array
+    disen: jax.Array
+    alpha: jax.Array  # augmented-Lagrangian multiplier
+    rho: jax.Array  # augmented-Lagrangian penalty weight
+
+    @classmethod
+    def create(cls, loss_cfg, rho: float) -> "LossWeights":
+        f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+        return cls(f(loss_cfg.lambda_recon), f(loss_cfg.lambda_sparse), f(loss_cfg.lambda_acyclic),
+                   f(loss_cfg.lambda_disen), f(0.0), f(rho))
+
+
+class Batch(NamedTuple):
+    x: jax.Array  # (B, T, D) standardised, missing entries 0
+    mask: jax.Array  # (B, T, D) 1 observed / 0 missing
+
+
+def cross_correlation(a_BxK: jax.Array, b_BxK: jax.Array) -> jax.Array:
+    """Mean absolute Pearson correlation between the columns of a and b over the batch."""
+    def unit(z):
+        z = z - z.mean(axis=0)
+        return z / jnp.sqrt(jnp.mean(z**2, axis=0) + 1e-6)
+    return jnp.mean(jnp.abs(unit(a_BxK).T @ unit(b_BxK) / a_BxK.shape[0]))
+
+
+def fit_term(kind: str, resid_BxTxD: jax.Array, m_BxTxD: jax.Array, adj_DxD: jax.Array, linear: bool) -> jax.Array:
+    """The data-fit term actually minimised (the logged `recon` is always the masked MSE).
+
+    mse:        masked mean squared error (the original; favours whatever has the largest variance).
+    gauss_nv:   Gaussian likelihood with one noise variance per variable, mean_j 1/2 log(mean r_j^2).
+    laplace_nv: Laplace likelihood with one noise scale per variable, mean_j log(mean |r_j|).
+    The two likelihoods are invariant to rescaling any variable, so the answer does not depend on
+    units or standardisation; the Laplace one also tells cause from effect when noise is
+    non-Gaussian (heavy-tailed), which least squares cannot on standardised data. For the linear SEM
+    they include -log|det(I - W)| / D, zero on DAGs, keeping the likelihood proper while W is cyclic.
+    """
+    counts = jnp.maximum(jnp.sum(m_BxTxD, axis=(0, 1)), 1.0)
+    if kind == "mse":
+        return jnp.sum(m_BxTxD * resid_BxTxD**2) / jnp.maximum(jnp.sum(m_BxTxD), 1.0)
+    if kind == "gauss_nv":
+        per_var = 0.5 * jnp.log(jnp.sum(m_BxTxD * resid_BxTxD**2, axis=(0, 1)) / counts + 1e-8)
+    else:
+        per_var = jnp.log(jnp.sum(m_BxTxD * jnp.abs(resid_BxTxD), axis=(0, 1)) / counts + 1e-8)
+    value = jnp.mean(per_var)
+    if linear:
+        d = adj_DxD.shape[0]
+        value = value - jnp.linalg.slogdet(jnp.eye(d) - adj_DxD)[1] / d
+    return value
+
+
+def make_loss_fn(model: CausalSEM, penalty: str, fit: str = "mse") -> Callable:
+    """Loss for `model`; `penalty` names the acyclicity form (see `acyclicity.PENALTIES`),
+    `fit` the data-fit term (see `fit_term`)."""
+    penalty_fn = acyclicity.get_penalty(penalty)
+    linear = model.sem == "linear"
+    fit_kind = fit
+    n_lags = model.max_lag
+
+    def loss_fn(params, batch: Batch, weights: LossWeights):
+        variables = {"params": params}
+        out = model.apply(variables, batch.x)
+        # Steps whose lagged parents fall before the window start are not scored.
+        valid_T = (jnp.arange(batch.x.shape[1]) >= n_lags).astype(jnp.float32)
+        m = batch.mask * valid_T[None, :, None]
+        resid = out.x_hat - batch.x
+        recon = jnp.sum(m * resid**2) / jnp.maximum(jnp.sum(m), 1.0)
+        adj = model.apply(variables, method=CausalSEM.adjacency)
+        fit = recon if fit_kind == "mse" else fit_term(fit_kind, resid, m, adj, linear)
+        d = adj.shape[0]
+        sparse = jnp.sum(jnp.abs(adj) * off_diagonal(d)) / (d * (d - 1))
+        w_lag = model.apply(variables, method=CausalSEM.lag_weights)
+        sparse_lag = jnp.mean(jnp.abs(w_lag)) if n_lags > 0 else jnp.float32(0.0)
+        h = penalty_fn(adj)
+        disen = (cross_correlation(out.z_s, out.z_n) + cross_correlation(out.z_s, out.z_b)
+                 + cross_correlation(out.z_n, out.z_b)) / 3.0
+        acyclic_weighted = weights.acyclic * h + weights.alpha * h + 0.5 * weights.rho * h**2
+        loss = (weights.recon * fit + weights.sparse * (sparse + sparse_lag)
+                + acyclic_weighted + weights.disen * disen)
+        aux = {"recon": recon, "sparse": sparse, "sparse_lag": sparse_lag, "acyclic": h,
+               "disen": disen, "acyclic_weighted": acyclic_weighted,
+               "fit": fit, "recon_weighted": weights.recon * fit,
+               "sparse_weighted": weights.sparse * (sparse + sparse_lag),
+               "disen_weighted": weights.disen * disen}
+        return loss, aux
+
+    return loss_fn

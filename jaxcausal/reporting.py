@@ -1,0 +1,131 @@
+"""What the user sees: the per-epoch console line, health warnings and strict JSON files."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+
+def clean(value: Any) -> Any:
+    """Make a value strict-JSON safe: numpy -> Python, NaN/Inf -> None, recursively."""
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return clean(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def dumps(value: Any, **kwargs) -> str:
+    return json.dumps(clean(value), allow_nan=False, **kwargs)
+
+
+def write_json(path: str, value: Any) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated file behind."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class JsonlLog:
+    """Append-only per-epoch log, flushed and fsynced after every line."""
+
+    def __init__(self, path: str, keep_epochs: int | None = None):
+        if keep_epochs is not None and os.path.exists(path):
+            # On resume, drop lines for epochs after the restored checkpoint: they will be redone.
+            with open(path) as f:
+                lines = [l for l in f if l.strip() and json.loads(l).get("epoch", 0) <= keep_epochs]
+            with open(path, "w") as f:
+                f.writelines(lines)
+        self._f = open(path, "a")
+
+    def write(self, row: dict) -> None:
+        self._f.write(dumps(row) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def fmt(value, spec: str, missing: str = "n/a") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def console_line(row: dict, epochs: int, best: bool) -> str:
+    width = len(str(epochs))
+    edges = f"{row['edge_count']}/{fmt(row['true_edge_count'], 'd', '?')}"
+    parts = [
+        f"Epoch {row['epoch']:>{max(width, 3)}}/{epochs}",
+        f"Loss: {fmt(row['train_loss'], '.4f')}",
+        f"Val F1: {fmt(row['val_f1'], '.4f')}",
+        f"Val SHD: {fmt(row['val_shd'], '.1f')}",
+        f"Edges: {edges}",
+        f"Grad Clip: {fmt(None if row['grad_clip_ratio'] is None else 100 * row['grad_clip_ratio'], '.1f')}%",
+        f"LR: {fmt(row['learning_rate'], '.2e')}",
+        f"h: {fmt(row['h'], '.2e')}",
+    ]
+    line = " | ".join(parts)
+    if row.get("nonfinite_steps"):
+        line += f" | NONFINITE {row['nonfinite_steps']}"
+    return line + (" | NEW BEST" if best else "")
+
+
+HINTS = {
+    "clip": "grad_clip_ratio > 50%: gradients too high -> lower --lr or raise --clip-norm",
+    "edges": "edge_count 0: structure not learned -> lower --lambda-sparse / --lambda-acyclic",
+    "f1": "val_f1 0: thresholding issue -> inspect the threshold table in summary.json",
+    "flat": "train_loss flat for 10 epochs: learning stuck -> raise --lr or check the input scale",
+    "threshold": "best_threshold >= 0.5: edges too small relative to the largest -> lower --lambda-sparse",
+}
+
+
+class HealthMonitor:
+    """The design page's health table; each warning printed once, all kept for summary.json."""
+
+    def __init__(self, stream=sys.stderr, quiet: bool = False):
+        self.seen: dict[str, int] = {}
+        self.losses: list[float] = []
+        self.stream = stream
+        self.quiet = quiet
+
+    def check(self, row: dict) -> list[str]:
+        fired = []
+        if row["grad_clip_ratio"] is not None and row["grad_clip_ratio"] > 0.5 and row["epoch"] > 1:
+            fired.append("clip")
+        if row["edge_count"] == 0 and row["epoch"] > 2:
+            fired.append("edges")
+        if row["val_f1"] is not None and row["val_f1"] == 0 and row["epoch"] > 2:
+            fired.append("f1")
+        if row["best_threshold"] is not None and row["best_threshold"] >= 0.5:
+            fired.append("threshold")
+        if row["train_loss"] is not None:
+            self.losses.append(row["train_loss"])
+        if len(self.losses) >= 10:
+            old, new = self.losses[-10], self.losses[-1]
+            if abs(new - old) <= 1e-6 * max(abs(old), 1e-12):
+                fired.append("flat")
+        new_warnings = [k for k in fired if k not in self.seen]
+        for k in fired:
+            self.seen.setdefault(k, row["epoch"])
+        if not self.quiet:
+            for k in new_warnings:
+                print(f"WARNING (epoch {row['epoch']}): {HINTS[k]}", file=self.stream)
+        return new_warnings
+
+    def verdicts(self) -> dict[str, Any]:
+        return {k: {"first_epoch": self.seen.get(k), "hint": HINTS[k], "healthy": k not in self.seen}
+                for k in HINTS}

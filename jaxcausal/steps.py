@@ -1,0 +1,172 @@
+"""The whole training state as one pytree, and one epoch as one pure function.
+
+`make_epoch_fn` returns `epoch(state, data) -> (state, metrics)`: a shuffled `lax.scan` over the
+training batches, the acyclicity-pressure update, the 21-threshold validation sweep and the
+early-stopping update, with no host round trip. A member whose early stopping has fired is frozen,
+so the same function serves one run (`jit`) and a population (`jit(vmap)`).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcausal import metrics as metrics_lib
+from jaxcausal import pressure
+from jaxcausal.losses import Batch, LossWeights
+from jaxcausal.model import CausalSEM
+from jaxcausal.optim import plateau_scale
+
+
+class EarlyStopState(NamedTuple):
+    best_metric: jax.Array  # val F1 with truth, -val_loss without; higher is better
+    best_epoch: jax.Array
+    bad_epochs: jax.Array
+    stopped: jax.Array  # bool: patience exhausted
+
+
+class TrainData(NamedTuple):
+    x_train: jax.Array  # (N_train, T, D)
+    m_train: jax.Array
+    x_val: jax.Array  # (N_val, T, D)
+    m_val: jax.Array
+    truth: jax.Array  # (D, D) float32 0/1; zeros when there is no ground truth
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    lambdas: LossWeights  # fixed loss weights (alpha / rho fields unused: see `pressure`)
+    pressure: pressure.PressureState
+    early: EarlyStopState
+    step: jax.Array
+    epoch: jax.Array  # epochs completed
+    key: jax.Array  # raw uint32 PRNG key data
+    nonfinite_run: jax.Array  # consecutive non-finite steps
+    nonfinite_total: jax.Array
+
+    def loss_weights(self) -> LossWeights:
+        return self.lambdas._replace(alpha=self.pressure.alpha, rho=self.pressure.rho)
+
+
+def tree_where(cond, on_true, on_false):
+    return jax.tree.map(lambda a, b: jnp.where(cond, a, b), on_true, on_false)
+
+
+def init_state(model: CausalSEM, optimizer: optax.GradientTransformation, cfg, sample_x: jax.Array,
+               seed: int, lambdas: LossWeights | None = None) -> TrainState:
+    """Fresh state; `sample_x` (B, T, D) fixes the shapes. cfg: the full Config."""
+    key = jax.random.key(seed)
+    init_key, train_key = jax.random.split(key)
+    params = model.init(init_key, sample_x)["params"]
+    i32 = lambda v: jnp.asarray(v, jnp.int32)  # noqa: E731
+    return TrainState(
+        params=params,
+        opt_state=optimizer.init(params),
+        lambdas=lambdas if lambdas is not None else LossWeights.create(cfg.loss, 0.0),
+        pressure=pressure.pressure_init(cfg.dag),
+        early=EarlyStopState(jnp.float32(-jnp.inf), i32(-1), i32(0), jnp.asarray(False)),
+        step=i32(0), epoch=i32(0),
+        key=jax.random.key_data(train_key),
+        nonfinite_run=i32(0), nonfinite_total=i32(0),
+    )
+
+
+def make_eval_fn(model: CausalSEM, loss_fn: Callable, has_truth: bool) -> Callable:
+    """`evaluate(params, weights, x, m, truth) -> dict`: loss, scores and the threshold sweep."""
+    thresholds = jnp.asarray(metrics_lib.THRESHOLDS, jnp.float32)
+
+    def evaluate(params, weights: LossWeights, x, m, truth):
+        loss, aux = loss_fn(params, Batch(x, m), weights)
+        scores = jnp.abs(model.apply({"params": params}, method=CausalSEM.adjacency))
+        out = {"val_loss": loss, "val_aux": aux, "scores": scores}
+        if has_truth:
+            sweep = metrics_lib.threshold_sweep(scores=metrics_lib.scale_scores(scores), truth=truth,
+                                                thresholds=thresholds)
+            out["sweep"] = sweep
+            out["best_index"] = metrics_lib.best_threshold_index(sweep["f1"])
+        return out
+
+    return evaluate
+
+
+def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.GradientTransformation, cfg, *,
+                  n_batches: int, batch_size: int, has_truth: bool) -> Callable:
+    """Build `epoch(state, data) -> (state, metrics)`; cfg: the full Config (static values only)."""
+    evaluate = make_eval_fn(model, loss_fn, has_truth)
+    clip_norm = cfg.optim.clip_norm
+    patience, min_epochs = cfg.train.patience, cfg.train.min_epochs
+
+    def train_batches(state: TrainState, data: TrainData):
+        weights = state.loss_weights()
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.epoch)
+        order = jax.random.permutation(key, data.x_train.shape[0])[: n_batches * batch_size]
+
+        def step(carry, idx):
+            params, opt_state, run, total = carry
+            batch = Batch(data.x_train[idx], data.m_train[idx])
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, weights)
+            grad_norm = optax.tree.norm(grads)
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            # The plateau schedule watches the fit, not the acyclicity terms that rise by design.
+            fit = aux["recon_weighted"] + aux["sparse_weighted"] + aux["disen_weighted"]
+            updates, new_opt_state = optimizer.update(grads, opt_state, params, value=fit)
+            new_params = optax.apply_updates(params, updates)
+            # A non-finite step leaves parameters and optimiser state untouched.
+            params = tree_where(finite, new_params, params)
+            opt_state = tree_where(finite, new_opt_state, opt_state)
+            run = jnp.where(finite, 0, run + 1)
+            total = total + (~finite).astype(jnp.int32)
+            out = {"loss": loss, "aux": aux, "clipped": grad_norm > clip_norm, "finite": finite,
+                   "grad_norm": grad_norm}
+            return (params, opt_state, run, total), out
+
+        carry = (state.params, state.opt_state, state.nonfinite_run, state.nonfinite_total)
+        (params, opt_state, run, total), per_step = jax.lax.scan(
+            step, carry, order.reshape(n_batches, batch_size))
+        finite = per_step["finite"]
+        n_finite = jnp.maximum(jnp.sum(finite), 1)
+        mean = lambda v: jnp.sum(jnp.where(finite, v, 0.0)) / n_finite  # noqa: E731
+        train_metrics = {
+            "train_loss": mean(per_step["loss"]),
+            "components": jax.tree.map(mean, per_step["aux"]),
+            "grad_clip_ratio": jnp.mean(per_step["clipped"].astype(jnp.float32)),
+            "max_grad_norm": jnp.max(jnp.where(finite, per_step["grad_norm"], 0.0)),
+            "nonfinite_steps": jnp.sum(~finite),
+        }
+        new_state = state.replace(params=params, opt_state=opt_state, nonfinite_run=run,
+                                  nonfinite_total=total, step=state.step + n_batches)
+        return new_state, train_metrics
+
+    def epoch(state: TrainState, data: TrainData):
+        new_state, train_metrics = train_batches(state, data)
+        val = evaluate(new_state.params, new_state.loss_weights(), data.x_val, data.m_val, data.truth)
+        h = val["val_aux"]["acyclic"]
+        new_pressure = pressure.pressure_update(new_state.pressure, h, cfg.dag)
+        epoch_no = state.epoch + 1
+        if has_truth:
+            metric = val["sweep"]["f1"][val["best_index"]]
+        else:
+            metric = -val["val_loss"]
+        early = new_state.early
+        improved = jnp.isfinite(metric) & (metric > early.best_metric)
+        bad = jnp.where(improved, 0, early.bad_epochs + 1)
+        early = EarlyStopState(
+            best_metric=jnp.where(improved, metric, early.best_metric),
+            best_epoch=jnp.where(improved, epoch_no, early.best_epoch),
+            bad_epochs=bad,
+            stopped=(bad >= patience) & (epoch_no >= min_epochs) & (patience > 0),
+        )
+        new_state = new_state.replace(pressure=new_pressure, early=early, epoch=epoch_no)
+        # A member that had already stopped stays exactly as it was (population runs).
+        new_state = tree_where(state.early.stopped, state, new_state)
+        out = dict(train_metrics, **val, improved=improved & ~state.early.stopped, h=h,
+                   learning_rate=cfg.optim.lr * plateau_scale(new_state.opt_state),
+                   rho=new_state.pressure.rho, alpha=new_state.pressure.alpha)
+        return new_state, out
+
+    return epoch

@@ -1,0 +1,42 @@
+"""`python -m jaxcausal.train`: train on the built-in dataset or a file; see README and DESIGN.md."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from jaxcausal import cli, config as config_lib
+from jaxcausal.errors import InputError
+from jaxcausal.training import check_resumable, train_and_evaluate
+
+
+def parser() -> cli.Parser:
+    p = cli.Parser(prog="python -m jaxcausal.train", description="Learn a causal graph from data.")
+    p.add_argument("--config", help="TOML preset: a path or a name in configs/ (default, original, smoke)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    config_lib.add_flags(p)
+    return p
+
+
+def saved_config(run_dir: str) -> config_lib.Config:
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isdir(os.path.join(run_dir, "checkpoints")) or not os.path.isfile(path):
+        raise InputError(f"{run_dir}: not a run directory with checkpoints (expected {path} and checkpoints/)")
+    with open(path) as f:
+        return config_lib.from_dict(json.load(f)["config"], where=path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.resume:
+        saved = saved_config(args.resume)
+        cfg = config_lib.from_args(args, base=saved)
+        check_resumable(saved, cfg, args.resume)
+    else:
+        cfg = config_lib.from_args(args)
+    _, summary = train_and_evaluate(cfg, resume=args.resume)
+    return int(summary.get("exit_code", 0))
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

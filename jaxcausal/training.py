@@ -1,0 +1,296 @@
+"""The host side of training: `train_and_evaluate(config, ...)` -> (final state, summary).
+
+The host wakes once per epoch: one compiled call trains, validates and updates the schedules;
+then metrics cross to the host once, are logged, checked for health and checkpointed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import shutil
+import signal
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcausal import checkpoint, config as config_lib, export, reporting
+from jaxcausal.errors import InputError
+from jaxcausal.losses import make_loss_fn
+from jaxcausal.model import build_model
+from jaxcausal.optim import build_optimizer
+from jaxcausal.prepare import Prepared, prepare
+from jaxcausal.steps import TrainData, TrainState, init_state, make_epoch_fn
+
+RUN_FILES = ("config.json", "training_log.jsonl", "summary.json", "graph.csv", "weights.npy",
+             "weights_lagged.npy", "graph_lagged.csv", "checkpoints")
+# Settings that may change on --resume: they do not alter the trajectory of the epochs already run.
+RESUMABLE = {"epochs", "patience", "min_epochs", "quiet", "checkpoint_every", "keep_checkpoints",
+             "out", "overwrite", "graph_threshold", "max_nonfinite"}
+EXIT_SIGNAL_BASE = 128  # interrupted runs exit with 128 + signal number (130 SIGINT, 143 SIGTERM)
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything built from a config and a dataset, shared by training, evaluation and sweeps."""
+
+    cfg: config_lib.Config
+    prepared: Prepared
+    model: Any
+    loss_fn: Any
+    optimizer: Any
+    batch_size: int
+    n_batches: int
+
+    @property
+    def has_truth(self) -> bool:
+        return self.prepared.truth is not None
+
+    def train_data(self) -> TrainData:
+        p = self.prepared
+        d = p.x_train.shape[-1]
+        truth = np.zeros((d, d), np.float32) if p.truth is None else p.truth.astype(np.float32)
+        return TrainData(*(jnp.asarray(a) for a in (p.x_train, p.m_train, p.x_val, p.m_val, truth)))
+
+    def init_state(self) -> TrainState:
+        sample = jnp.asarray(self.prepared.x_train[: self.batch_size])
+        return init_state(self.model, self.optimizer, self.cfg, sample, self.cfg.train.seed)
+
+    def epoch_fn(self):
+        return make_epoch_fn(self.model, self.loss_fn, self.optimizer, self.cfg, n_batches=self.n_batches,
+                             batch_size=self.batch_size, has_truth=self.has_truth)
+
+
+def build(cfg: config_lib.Config, prepared: Prepared | None = None, warn=print) -> Setup:
+    prepared = prepared or prepare(cfg)
+    n_train, window, d = prepared.x_train.shape
+    batch_size = cfg.train.batch_size
+    if n_train < batch_size:
+        warn(f"WARNING: only {n_train} training windows, fewer than --batch-size {batch_size}; "
+             f"using batches of {n_train}")
+        batch_size = n_train
+    n_batches = n_train // batch_size
+    model = build_model(cfg.model, d, window)
+    return Setup(cfg, prepared, model, make_loss_fn(model, cfg.loss.penalty, cfg.loss.fit),
+                 build_optimizer(cfg.optim, n_batches), batch_size, n_batches)
+
+
+def default_run_dir() -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, k = os.path.join("runs", stamp), 1
+    while os.path.exists(path):
+        path, k = os.path.join("runs", f"{stamp}-{k}"), k + 1
+    return path
+
+
+def prepare_run_dir(run_dir: str, overwrite: bool) -> None:
+    """Refuse to write into a run directory that holds results, unless --overwrite."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise InputError(f"{run_dir}: --out exists and is not a directory")
+    existing = [f for f in RUN_FILES if os.path.exists(os.path.join(run_dir, f))]
+    if existing and not overwrite:
+        raise InputError(f"{run_dir}: run directory already holds {', '.join(existing)}; "
+                         f"continue it with --resume {run_dir}, choose another --out, or pass --overwrite")
+    for f in existing:
+        path = os.path.join(run_dir, f)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    os.makedirs(run_dir, exist_ok=True)
+
+
+def check_resumable(saved: config_lib.Config, new: config_lib.Config, run_dir: str) -> None:
+    a, b = config_lib.to_dict(saved), config_lib.to_dict(new)
+    diff = [f"{name} {a[s][name]!r} -> {b[s][name]!r}" for s in a for name in a[s]
+            if a[s][name] != b[s][name] and name not in RESUMABLE]
+    if diff:
+        raise InputError(f"{run_dir}: cannot resume with a different configuration ({'; '.join(diff)}); "
+                         f"start a new run with --out instead")
+
+
+def versions() -> dict[str, str]:
+    import flax
+    import optax
+    import orbax.checkpoint
+    return {"python": sys.version.split()[0], "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__, "orbax-checkpoint": orbax.checkpoint.__version__,
+            "numpy": np.__version__}
+
+
+class SignalStop:
+    """SIGINT/SIGTERM set a flag; the loop finishes the current epoch, saves and exits."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second signal: stop now, the last checkpoint stays valid
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def epoch_row(out: dict, state_epoch: int, setup: Setup, epoch_time: float) -> dict:
+    """One training_log.jsonl line from the epoch's metrics (already on the host)."""
+    comps = out["components"]
+    row = {
+        "epoch": state_epoch,
+        "train_loss": out["train_loss"],
+        "train_loss_components": {k: comps[k] for k in ("recon", "sparse", "acyclic", "disen", "sparse_lag",
+                                                          "acyclic_weighted")},
+        "val_loss": out["val_loss"],
+        "val_recon": out["val_aux"]["recon"],
+        "val_f1": None, "val_shd": None, "precision": None, "recall": None,
+        "edge_count": int(np.sum(out["scores"] > setup.cfg.train.graph_threshold)),
+        "true_edge_count": None, "best_threshold": None,
+        "grad_clip_ratio": out["grad_clip_ratio"],
+        "max_grad_norm": out["max_grad_norm"],
+        "learning_rate": out["learning_rate"],
+        "h": out["h"], "rho": out["rho"], "alpha": out["alpha"],
+        "nonfinite_steps": int(out["nonfinite_steps"]),
+        "epoch_time": epoch_time,
+    }
+    if setup.has_truth:
+        i, sweep = int(out["best_index"]), out["sweep"]
+        from jaxcausal.metrics import THRESHOLDS
+        row.update(val_f1=sweep["f1"][i], val_shd=sweep["shd"][i], precision=sweep["precision"][i],
+                   recall=sweep["recall"][i], edge_count=int(sweep["edge_count"][i]),
+                   true_edge_count=int(setup.prepared.truth.sum()), best_threshold=float(THRESHOLDS[i]))
+    return reporting.clean(row)
+
+
+def checkpoint_meta(setup: Setup, state: TrainState, stop_reason: str | None = None) -> dict:
+    return reporting.clean({
+        "epoch": int(state.epoch), "best_epoch": int(state.early.best_epoch),
+        "config": config_lib.to_dict(setup.cfg), "config_fingerprint": config_lib.fingerprint(setup.cfg),
+        "data_fingerprint": setup.prepared.fingerprint, "standardizer": setup.prepared.standardizer.to_dict(),
+        "stop_reason": stop_reason,
+    })
+
+
+def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
+                       stream=sys.stdout) -> tuple[TrainState, dict]:
+    """Train (or continue the run in `resume`) and write the run directory. Returns (state, summary)."""
+    say = (lambda *a: None) if cfg.train.quiet else (lambda *a: print(*a, file=stream, flush=True))
+    warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    run_dir = resume or cfg.train.out or default_run_dir()
+    if not resume:
+        prepare_run_dir(run_dir, cfg.train.overwrite)
+    setup = build(cfg, warn=warn)
+    for w in setup.prepared.warnings:
+        warn(f"WARNING: {w}")
+    ckpts = checkpoint.Checkpoints(os.path.join(run_dir, "checkpoints"), keep=cfg.train.keep_checkpoints)
+    state = setup.init_state()
+    if resume:
+        state, meta, step = ckpts.restore(state)
+        if meta["data_fingerprint"] != setup.prepared.fingerprint:
+            raise InputError(f"{run_dir}: the data differ from the run's (fingerprint {meta['data_fingerprint']} "
+                             f"vs {setup.prepared.fingerprint}); resume with the original --data/--truth")
+        say(f"Resuming {run_dir} from epoch {step}")
+    reporting.write_json(os.path.join(run_dir, "config.json"), {
+        "config": config_lib.to_dict(cfg), "versions": versions(),
+        "device": str(jax.devices()[0]), "platform": jax.default_backend(),
+        "data": setup.prepared.stats(), "batch_size": setup.batch_size, "steps_per_epoch": setup.n_batches,
+        "resumed_from_epoch": int(state.epoch) if resume else None})
+    log = reporting.JsonlLog(os.path.join(run_dir, "training_log.jsonl"),
+                             keep_epochs=int(state.epoch) if resume else None)
+    data = setup.train_data()
+    t0 = time.perf_counter()
+    epoch_fn = jax.jit(setup.epoch_fn(), donate_argnums=0).lower(state, data).compile()
+    compile_time = time.perf_counter() - t0
+    health = reporting.HealthMonitor(quiet=cfg.train.quiet)
+    stop_reason, exit_signal, start = "max_epochs", None, time.perf_counter()
+    with SignalStop() as stop:
+        while int(state.epoch) < cfg.train.epochs:
+            t = time.perf_counter()
+            state, out = epoch_fn(state, data)
+            out = jax.device_get(out)
+            row = epoch_row(out, int(state.epoch), setup, time.perf_counter() - t)
+            log.write(row)
+            say(reporting.console_line(row, cfg.train.epochs, bool(out["improved"])))
+            health.check(row)
+            epoch = int(state.epoch)
+            if bool(state.early.stopped):
+                stop_reason = "early_stopping"
+            elif int(state.nonfinite_run) >= cfg.optim.max_nonfinite:
+                stop_reason = "nonfinite"
+                warn(f"ERROR: {int(state.nonfinite_run)} consecutive non-finite steps at epoch {epoch}; "
+                     f"stopping with the last good state (lower --lr or check the data for extreme values)")
+            elif stop.signum is not None:
+                stop_reason, exit_signal = "interrupted", stop.signum
+            final = stop_reason != "max_epochs" or epoch >= cfg.train.epochs
+            if bool(out["improved"]) or final or epoch % cfg.train.checkpoint_every == 0:
+                metric = float(out["sweep"]["f1"][out["best_index"]]) if setup.has_truth else -float(out["val_loss"])
+                ckpts.save(epoch, state, checkpoint_meta(setup, state), metric if bool(out["improved"]) else None)
+            if final:
+                break
+    log.close()
+    ckpts.wait()
+    summary = finish_run(setup, ckpts, run_dir, state, stop_reason, health, compile_time,
+                         time.perf_counter() - start)
+    ckpts.close()
+    if exit_signal is not None:
+        warn(f"Interrupted by signal {exit_signal} after epoch {int(state.epoch)}; checkpoint saved. "
+             f"Continue with: python -m jaxcausal.train --resume {run_dir}")
+        summary["exit_code"] = EXIT_SIGNAL_BASE + exit_signal
+    else:
+        say(f"Done: {summary['stop_reason']} after epoch {summary['epochs_run']}; best epoch {summary['best_epoch']}"
+            + (f", val F1 {summary['best']['val_f1']:.4f}" if setup.has_truth else "")
+            + f"; {len(summary['graph']['edges'])} edges in {run_dir}/graph.csv")
+    return state, summary
+
+
+def restore_best(setup: Setup, ckpts: checkpoint.Checkpoints, state: TrainState) -> tuple[TrainState, int]:
+    """The checkpoint of the best epoch (falls back to the given state if it is not on disk)."""
+    best = int(state.early.best_epoch)
+    if best in ckpts.steps():
+        restored, _, step = ckpts.restore(state, step=best)
+        return restored, step
+    return state, int(state.epoch)
+
+
+def finish_run(setup: Setup, ckpts, run_dir: str, state: TrainState, stop_reason: str,
+               health: reporting.HealthMonitor, compile_time: float, train_time: float) -> dict:
+    best_state, best_epoch = restore_best(setup, ckpts, state)
+    report = export.graph_report(setup.model, best_state.params, setup.prepared.truth,
+                                 setup.cfg.train.graph_threshold)
+    names = list(setup.prepared.dataset.names)
+    export.write_graph_files(run_dir, report, names)
+    export.write_lagged_graph(run_dir, report, names, setup.cfg.train.graph_threshold)
+    summary = summarize(setup, report, best_epoch, state, stop_reason)
+    summary.update(health=health.verdicts(), compile_time=compile_time, train_time=train_time)
+    reporting.write_json(os.path.join(run_dir, "summary.json"), summary)
+    return summary
+
+
+def summarize(setup: Setup, report: dict, best_epoch: int, state: TrainState, stop_reason: str) -> dict:
+    names = list(setup.prepared.dataset.names)
+    dag = report["dag"]
+    edges = [{"cause": names[i], "effect": names[j], "weight": float(report["weights"][i, j])}
+             for i, j in zip(*np.nonzero(dag))]
+    summary = {
+        "best_epoch": best_epoch, "epochs_run": int(state.epoch), "stop_reason": stop_reason,
+        "nonfinite_steps": int(state.nonfinite_total),
+        "graph": {"rule": report["rule"], "edges": edges, "pruned_for_dag": report["pruned_for_dag"]},
+        "threshold_table": export.threshold_table(report),
+    }
+    if "sweep" in report:
+        i, sweep = report["best_index"], report["sweep"]
+        summary["best"] = {"val_f1": float(sweep["f1"][i]), "val_shd": float(sweep["shd"][i]),
+                           "precision": float(sweep["precision"][i]), "recall": float(sweep["recall"][i]),
+                           "edge_count": int(sweep["edge_count"][i]), "best_threshold": report["best_threshold"],
+                           "true_edge_count": int(setup.prepared.truth.sum()), "auprc": report["auprc"]}
+        summary["label_free"] = report["label_free"]
+        summary["exported"] = report["exported"]
+    return reporting.clean(summary)
