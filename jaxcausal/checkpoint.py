@@ -4,27 +4,63 @@ A checkpoint is one step directory (step = epochs completed) holding two items:
   state - the whole TrainState pytree (params, optax state with the plateau scale and counters,
           acyclicity pressure, early-stopping state, step, epoch, raw PRNG key data, counters);
   meta  - JSON: the resolved config, fingerprints of config and data, the standardisation
-          statistics, the monitored metric and the best epoch so far.
-orbax writes into a temporary directory and renames it when complete, so a killed save leaves no
-half checkpoint in the step list; `cleanup_tmp_directories` removes such leftovers on open.
+          statistics, the best epoch so far and a SHA-256 digest of the state's bytes.
+orbax writes a step into `<step>.orbax-checkpoint-tmp` and renames it when complete, so a save
+killed midway never shows up as a step; such leftovers are deleted when a writer opens the
+directory. A step whose files were damaged later fails to restore, or fails the digest check,
+and is skipped, loudly, in favour of the previous one.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import math
 import os
+import shutil
 import sys
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from jaxcausal.errors import InputError
 
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+# orbax warnings that this module triggers by design (a step saved without a metric; read-only use).
+_EXPECTED_WARNINGS = ("did not provide metrics", "read only", "read_only=True")
 
-def _ranking(metrics: dict) -> float:
-    # Ties go to the earlier epoch, matching early stopping's strict improvement rule.
-    return metrics["metric"] - 1e-9 * metrics["epoch"]
+
+class _QuietExpected(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in _EXPECTED_WARNINGS)
+
+
+logging.getLogger("absl").addFilter(_QuietExpected())
+
+
+def _ranking(metrics: dict) -> tuple[float, float]:
+    # Higher metric first; ties go to the earlier epoch, as early stopping's strict improvement.
+    return metrics["metric"], -metrics["epoch"]
+
+
+def state_digest(tree) -> str:
+    """SHA-256 over every leaf's dtype, shape and bytes, in tree order."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(tree):
+        a = np.asarray(leaf)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _abstract(template):
+    """ShapeDtypeStructs on the default device, from arrays or from `jax.eval_shape` output."""
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=device), template)
 
 
 class Checkpoints:
@@ -32,22 +68,34 @@ class Checkpoints:
 
     def __init__(self, directory: str, keep: int = 2, read_only: bool = False):
         self.directory = os.path.abspath(directory)
+        if read_only and not os.path.isdir(self.directory):
+            raise InputError(f"{self.directory}: no such checkpoints directory (is the run directory right?)")
         policy = pp.AnyPreservationPolicy([
             pp.LatestN(n=keep),
             pp.BestN(get_metric_fn=_ranking, n=1, keep_checkpoints_without_metrics=False),
         ])
+        if not read_only:  # leftovers of saves killed midway; never listed as steps, removed right away
+            for name in os.listdir(self.directory) if os.path.isdir(self.directory) else ():
+                if TMP_SUFFIX in name:
+                    shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        # best_fn makes orbax write each step's metrics to disk, so the best survives a resume.
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=policy, cleanup_tmp_directories=not read_only, create=not read_only,
-            read_only=read_only, enable_async_checkpointing=True)
+            preservation_policy=policy, best_fn=_ranking, best_mode="max",
+            create=not read_only, read_only=read_only, enable_async_checkpointing=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
     def save(self, epoch: int, state, meta: dict[str, Any], metric: float | None) -> None:
-        """Start an asynchronous save; a NaN or missing metric never ranks as best."""
+        """Start an asynchronous save of `state` after `epoch`; a NaN or missing metric never ranks best.
+
+        The state is copied to host memory first, so the next (donating) epoch cannot touch it.
+        """
+        host = jax.tree.map(np.array, jax.device_get(state))
+        meta = dict(meta, state_digest=state_digest(host))
         metrics = None
         if metric is not None and math.isfinite(metric):
             metrics = {"metric": float(metric), "epoch": float(epoch)}
         self.manager.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), metrics=metrics, force=True)
+            state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)), metrics=metrics, force=True)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -55,38 +103,63 @@ class Checkpoints:
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def restore(self, template, step: int | None = None) -> tuple[Any, dict, int]:
-        """Restore `step` (default: the latest readable one) against `template`'s structure.
+    def delete(self, step: int) -> None:
+        self.manager.delete(step)
 
-        Falls back to earlier checkpoints when one cannot be read, warning about each skipped.
-        Returns (state, meta, step).
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def restore(self, template, step: int | None = None) -> tuple[Any, dict, int]:
+        """Restore `step` (default: the latest readable one) into `template`'s structure.
+
+        template: a pytree of arrays or of ShapeDtypeStructs (`jax.eval_shape`). Without `step`,
+        an unreadable or damaged checkpoint is skipped with a warning naming it and the previous
+        one is tried. Returns (state, meta, step).
         """
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        abstract = _abstract(template)
         candidates = [step] if step is not None else list(reversed(self.steps()))
         if not candidates:
             raise InputError(f"{self.directory}: no complete checkpoint to restore")
+        problems = []
         for s in candidates:
             try:
                 restored = self.manager.restore(s, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-                return restored["state"], dict(restored["meta"]), s
+                host, meta = jax.device_get(restored["state"]), dict(restored["meta"])
+                if meta.get("state_digest") not in (None, state_digest(host)):
+                    raise ValueError("state bytes differ from the digest stored at save time")
+                # Uncommitted arrays, as a fresh state's: the epoch compiles to the same program.
+                return jax.tree.map(jnp.asarray, host), meta, s
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped, loudly
-                print(f"WARNING: skipping unreadable checkpoint {self.directory}/{s} "
-                      f"({type(e).__name__}: {str(e).splitlines()[0][:200]})", file=sys.stderr)
-        raise InputError(f"{self.directory}: no readable checkpoint among steps {candidates}")
+                first_line = (str(e).strip().splitlines() or [""])[0][:200]
+                problem = f"{type(e).__name__}: {first_line}"
+                problems.append(f"step {s} ({problem})")
+                if step is None:
+                    print(f"WARNING: skipping unreadable checkpoint {self.directory}/{s} ({problem})",
+                          file=sys.stderr, flush=True)
+        raise InputError(f"{self.directory}: no readable checkpoint: {'; '.join(problems)}")
 
     def read_meta(self, step: int | None = None) -> tuple[dict, int]:
-        """The JSON metadata of `step` (default latest readable), without touching the state."""
+        """The JSON metadata of `step` (default: the latest readable one), without the state."""
         candidates = [step] if step is not None else list(reversed(self.steps()))
         for s in candidates:
             try:
                 meta = self.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
                 return dict(meta), s
             except Exception as e:  # noqa: BLE001
-                print(f"WARNING: skipping unreadable checkpoint {self.directory}/{s} "
-                      f"({type(e).__name__})", file=sys.stderr)
+                print(f"WARNING: skipping unreadable checkpoint metadata {self.directory}/{s} "
+                      f"({type(e).__name__})", file=sys.stderr, flush=True)
         raise InputError(f"{self.directory}: no readable checkpoint")
 
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+    @contextlib.contextmanager
+    def closed_on_error(self):
+        """Close (finishing any save in flight) when the block raises, then re-raise."""
+        try:
+            yield self
+        except BaseException:
+            self.close()
+            raise

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 from typing import Callable
 
@@ -13,8 +15,20 @@ EXIT_BAD_INPUT = 2
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit code 2."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Python < 3.13 reads `--lr -1e-3` as a flag named -1e-3 ("expected one argument"), which
+        # hides the real problem; accept scientific notation so the value check names it instead.
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
     def error(self, message: str):
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            flags = [a.split("=")[0] for a in message.split(":", 1)[1].split() if a.startswith("--")]
+            known = list(self._option_string_actions)
+            close = [m for f in flags for m in difflib.get_close_matches(f, known, n=1, cutoff=0.75)]
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+        print(f"{self.prog}: error: {message}{hint} (see --help)", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -23,6 +37,13 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
         return main(argv)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:
+        if e.filename is None:  # not about a path the user gave: a real fault, keep the traceback
+            raise
+        # A path the user named cannot be created, read or written (--out under a read-only or
+        # missing mount, a full disk): say which path and why, in one line.
+        print(f"error: {e.filename}: {e.strerror or e}; check the path and its permissions", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

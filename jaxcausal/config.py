@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -55,7 +56,8 @@ class DagConfig:
     """Increasing acyclicity pressure: augmented Lagrangian alpha*h + rho/2*h^2, updated per epoch."""
 
     rho_init: float = 2e-4
-    rho_growth: float = 1.5  # rho *= growth after an epoch where h fell by less than h_progress
+    steps_per_update: int = 100  # optimiser steps between pressure updates (one inner solve)
+    rho_growth: float = 3.0  # rho *= growth after an inner solve where h fell by less than h_progress
     rho_max: float = 1e6
     h_progress: float = 0.25  # required fraction: h_new < h_progress * h_old, else rho grows
     h_tol: float = 1e-7  # h below this counts as a DAG: no further pressure increase
@@ -77,9 +79,9 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 64
     seed: int = 1337
-    patience: int = 30  # early stopping: epochs without improvement of val F1 (val loss without truth)
+    patience: int = 20  # early stopping: epochs without improvement of val F1 (val loss without truth)
     min_epochs: int = 0  # never stop early before this epoch
-    graph_threshold: float = 0.3  # label-free rule: keep edges with |standardised effect| above this
+    graph_threshold: float = 0.1  # label-free rule: keep edges with |standardised effect| above this
     out: str = ""  # run directory; "" = runs/<timestamp>
     overwrite: bool = False  # allow writing into an existing, non-empty run directory
     checkpoint_every: int = 1  # epochs between checkpoints
@@ -105,12 +107,14 @@ CHOICES = {
     "fit": ("mse", "gauss_nv", "laplace_nv"),
 }
 POSITIVE = {"lr", "clip_norm", "rho_max", "batch_size", "epochs", "plateau_factor",
-            "hidden", "latent_dim", "checkpoint_every", "keep_checkpoints", "max_nonfinite",
+            "hidden", "latent_dim", "checkpoint_every", "steps_per_update", "keep_checkpoints", "max_nonfinite",
             "rho_growth"}
 NON_NEGATIVE = {"lambda_recon", "lambda_sparse", "lambda_acyclic", "lambda_disen", "weight_decay",
                 "max_lag", "patience", "min_epochs", "plateau_patience", "plateau_cooldown",
                 "window", "stride", "h_tol", "graph_threshold", "rho_init"}
 UNIT_INTERVAL = {"val_fraction", "h_progress", "graph_threshold", "plateau_factor"}
+SEEDS = {"seed", "builtin_seed"}
+INT32_MAX = 2**31 - 1  # counters, seeds and sizes live in int32 arrays on the device
 
 
 def _section_classes() -> dict[str, type]:
@@ -171,6 +175,10 @@ def validate(config: Config, where: str = "config") -> Config:
                 raise InputError(f"{where}: '{name}' must be >= 0, got {value}")
             if name in UNIT_INTERVAL and not 0 <= value <= 1:
                 raise InputError(f"{where}: '{name}' must lie in [0, 1], got {value}")
+            if name in SEEDS and not 0 <= value <= INT32_MAX:
+                raise InputError(f"{where}: '{name}' must be an integer in [0, {INT32_MAX}], got {value}")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT32_MAX:
+                raise InputError(f"{where}: '{name}' is too large ({value}); the limit is {INT32_MAX}")
     if not 0 < config.data.val_fraction < 1:
         raise InputError(f"{where}: 'val_fraction' must lie strictly between 0 and 1, got {config.data.val_fraction}")
     if config.dag.rho_growth < 1:
@@ -184,7 +192,10 @@ def replace(config: Config, overrides: dict[str, Any], where: str = "flags") -> 
     per_section: dict[str, dict[str, Any]] = {}
     for name, value in overrides.items():
         if name not in leaves:
-            raise InputError(f"{where}: unknown setting '{name}' (valid: {', '.join(sorted(leaves))})")
+            if name in SECTIONS:
+                raise InputError(f"{where}: '{name}' is a section; write its settings under [{name}]")
+            raise InputError(f"{where}: unknown setting '{name}'{_suggest(name, leaves)} "
+                             "(see python -m jaxcausal.train --help)")
         section, typ = leaves[name]
         per_section.setdefault(section, {})[name] = _coerce(name, typ, value, where)
     for section, values in per_section.items():
@@ -201,8 +212,12 @@ def flatten_toml(table: dict[str, Any], path: str) -> dict[str, Any]:
             if key not in SECTIONS:
                 raise InputError(f"{path}: unknown section [{key}] (valid: {', '.join(SECTIONS)})")
             for name, inner in value.items():
-                if name not in leaves or leaves[name][0] != key:
-                    raise InputError(f"{path}: unknown key '{name}' in [{key}]")
+                if name in leaves and leaves[name][0] != key:
+                    raise InputError(f"{path}: key '{name}' belongs in [{leaves[name][0]}], not [{key}]")
+                if name not in leaves:
+                    section_keys = [n for n, (s, _) in leaves.items() if s == key]
+                    raise InputError(f"{path}: unknown key '{name}' in [{key}]{_suggest(name, section_keys)} "
+                                     f"(valid: {', '.join(section_keys)})")
                 flat[name] = inner
         else:
             flat[key] = value
@@ -217,6 +232,8 @@ def load_toml(path: str, base: Config | None = None) -> Config:
             table = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{resolved}: not valid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{resolved}: not a UTF-8 text file; a config file is TOML text") from None
     except OSError as e:
         raise InputError(f"{resolved}: cannot read config file ({e.strerror})") from None
     return replace(base or Config(), flatten_toml(table, resolved), where=resolved)
@@ -234,6 +251,11 @@ def resolve_preset(path: str) -> str:
         return candidate
     presets = sorted(p[:-5] for p in os.listdir(preset_dir()) if p.endswith(".toml")) if os.path.isdir(preset_dir()) else []
     raise InputError(f"{path}: config file not found (give a path to a .toml file or a preset: {', '.join(presets)})")
+
+
+def _suggest(name: str, candidates) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def to_dict(config: Config) -> dict[str, Any]:

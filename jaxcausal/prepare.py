@@ -62,10 +62,15 @@ def fingerprint(dataset: data_lib.Dataset, truth: np.ndarray | None) -> str:
 def prepare(cfg) -> Prepared:
     """cfg: the full Config."""
     dataset, truth, warnings = load_dataset(cfg.data)
-    train_idx, val_idx = data_lib.split_windows(dataset.n_windows, val_fraction=cfg.data.val_fraction,
-                                                seed=cfg.train.seed)
-    train, val = data_lib.subset(dataset, train_idx), data_lib.subset(dataset, val_idx)
-    scaler = data_lib.Standardizer.fit(train.x, train.mask, mode=cfg.data.standardize, names=dataset.names)
+    # The split and the statistics see only windows, not the file: name it (and the shape) here.
+    where = f"{dataset.source or 'data'} (shape {tuple(dataset.x.shape)}, N x T x D)"
+    try:
+        train_idx, val_idx = data_lib.split_windows(dataset.n_windows, val_fraction=cfg.data.val_fraction,
+                                                    seed=cfg.train.seed)
+        train, val = data_lib.subset(dataset, train_idx), data_lib.subset(dataset, val_idx)
+        scaler = data_lib.Standardizer.fit(train.x, train.mask, mode=cfg.data.standardize, names=dataset.names)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
     x_train = scaler.apply(train.x, train.mask)
     x_val = scaler.apply(val.x, val.mask)
     return Prepared(dataset, scaler, x_train, train.mask, x_val, val.mask,

@@ -1,9 +1,9 @@
 """Increasing acyclicity pressure as an optax-style (init, update) pair with NamedTuple state.
 
-An augmented Lagrangian on h(W): the loss adds alpha * h + rho / 2 * h^2. After every epoch the
-multiplier takes a dual-ascent step (alpha += rho * h) and, when h has not fallen below
-`h_progress` times the best value so far, rho grows geometrically (NOTEARS' rule, applied per epoch
-instead of after a full inner solve). The state is a pytree of float32 scalars, so it jits, vmaps
+An augmented Lagrangian on h(W): the loss adds alpha * h + rho / 2 * h^2. After each inner solve
+(`steps_per_update` optimiser steps; the epoch function decides when one is due) the multiplier
+takes a dual-ascent step (alpha += rho * h) and, when h has not fallen below `h_progress` times the
+best value so far, rho grows geometrically (NOTEARS' rule with a fixed inner budget). The state is a pytree of float32 scalars, so it jits, vmaps
 over a population and checkpoints like optimiser state.
 """
 from __future__ import annotations

@@ -129,8 +129,10 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
         (params, opt_state, run, total), per_step = jax.lax.scan(
             step, carry, order.reshape(n_batches, batch_size))
         finite = per_step["finite"]
-        n_finite = jnp.maximum(jnp.sum(finite), 1)
-        mean = lambda v: jnp.sum(jnp.where(finite, v, 0.0)) / n_finite  # noqa: E731
+        n_finite = jnp.sum(finite)
+        # Means over finite steps only; NaN (logged as null) when the epoch had none, never a fake 0.
+        def mean(v):
+            return jnp.where(n_finite > 0, jnp.sum(jnp.where(finite, v, 0.0)) / jnp.maximum(n_finite, 1), jnp.nan)
         train_metrics = {
             "train_loss": mean(per_step["loss"]),
             "components": jax.tree.map(mean, per_step["aux"]),
@@ -146,7 +148,11 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
         new_state, train_metrics = train_batches(state, data)
         val = evaluate(new_state.params, new_state.loss_weights(), data.x_val, data.m_val, data.truth)
         h = val["val_aux"]["acyclic"]
-        new_pressure = pressure.pressure_update(new_state.pressure, h, cfg.dag)
+        # The pressure moves once per `steps_per_update` optimiser steps (an inner solve), so its pace
+        # does not depend on how many batches an epoch happens to have.
+        due = (new_state.step // cfg.dag.steps_per_update) > (state.step // cfg.dag.steps_per_update)
+        new_pressure = tree_where(due, pressure.pressure_update(new_state.pressure, h, cfg.dag),
+                                  new_state.pressure)
         epoch_no = state.epoch + 1
         if has_truth:
             metric = val["sweep"]["f1"][val["best_index"]]

@@ -22,8 +22,15 @@ def saved_config(run_dir: str) -> config_lib.Config:
     path = os.path.join(run_dir, "config.json")
     if not os.path.isdir(os.path.join(run_dir, "checkpoints")) or not os.path.isfile(path):
         raise InputError(f"{run_dir}: not a run directory with checkpoints (expected {path} and checkpoints/)")
-    with open(path) as f:
-        return config_lib.from_dict(json.load(f)["config"], where=path)
+    try:
+        with open(path) as f:
+            saved = json.load(f)["config"]
+    except (ValueError, KeyError, TypeError):  # damaged or foreign file: one line, not a traceback
+        raise InputError(f"{path}: not a jaxcausal config.json (unreadable JSON or no 'config' table); "
+                         "start a new run with --out instead") from None
+    if not isinstance(saved, dict):
+        raise InputError(f"{path}: 'config' is not a table; start a new run with --out instead")
+    return config_lib.from_dict(saved, where=path)
 
 
 def main(argv: list[str] | None = None) -> int:

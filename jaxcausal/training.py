@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -27,10 +29,11 @@ from jaxcausal.prepare import Prepared, prepare
 from jaxcausal.steps import TrainData, TrainState, init_state, make_epoch_fn
 
 RUN_FILES = ("config.json", "training_log.jsonl", "summary.json", "graph.csv", "weights.npy",
-             "weights_lagged.npy", "graph_lagged.csv", "checkpoints")
+             "weights_lagged.npy", "graph_lagged.csv", "checkpoints", "evaluation")
 # Settings that may change on --resume: they do not alter the trajectory of the epochs already run.
 RESUMABLE = {"epochs", "patience", "min_epochs", "quiet", "checkpoint_every", "keep_checkpoints",
              "out", "overwrite", "graph_threshold", "max_nonfinite"}
+EXIT_NONFINITE = 2  # like bad input: the run stopped on a numerical fault (see README, Troubleshooting)
 EXIT_SIGNAL_BASE = 128  # interrupted runs exit with 128 + signal number (130 SIGINT, 143 SIGTERM)
 
 
@@ -120,25 +123,37 @@ def versions() -> dict[str, str]:
 
 
 class SignalStop:
-    """SIGINT/SIGTERM set a flag; the loop finishes the current epoch, saves and exits."""
+    """SIGINT/SIGTERM set a flag; the loop finishes the current epoch, saves and exits.
+
+    The first signal puts the previous handlers back, so a second one acts at once (Ctrl-C:
+    KeyboardInterrupt, SIGTERM: termination); the last complete checkpoint stays valid either way.
+    """
 
     def __init__(self):
         self.signum: int | None = None
         self._old = {}
 
     def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self._old[s] = signal.signal(s, self._handle)
+        if threading.current_thread() is threading.main_thread():  # signal.signal needs the main thread
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if self.signum is not None:  # a second signal: stop now, the last checkpoint stays valid
-            raise KeyboardInterrupt
         self.signum = signum
+        self._restore()
+
+    def _restore(self):
+        for s, h in self._old.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+        self._old = {}
 
     def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
+        self._restore()
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
 
 
 def epoch_row(out: dict, state_epoch: int, setup: Setup, epoch_time: float) -> dict:
@@ -171,51 +186,59 @@ def epoch_row(out: dict, state_epoch: int, setup: Setup, epoch_time: float) -> d
 
 
 def checkpoint_meta(setup: Setup, state: TrainState, stop_reason: str | None = None) -> dict:
+    """What travels with every checkpoint besides the state (the state digest is added on save)."""
     return reporting.clean({
         "epoch": int(state.epoch), "best_epoch": int(state.early.best_epoch),
         "config": config_lib.to_dict(setup.cfg), "config_fingerprint": config_lib.fingerprint(setup.cfg),
-        "data_fingerprint": setup.prepared.fingerprint, "standardizer": setup.prepared.standardizer.to_dict(),
-        "stop_reason": stop_reason,
+        "data_fingerprint": setup.prepared.fingerprint, "data_shape": list(setup.prepared.dataset.x.shape),
+        "standardizer": setup.prepared.standardizer.to_dict(), "stop_reason": stop_reason,
     })
 
 
 def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
                        stream=sys.stdout) -> tuple[TrainState, dict]:
-    """Train (or continue the run in `resume`) and write the run directory. Returns (state, summary)."""
+    """Train (or continue the run in `resume`) and write the run directory. Returns (state, summary).
+
+    An interrupted run (SIGINT/SIGTERM) finishes its epoch, saves and returns a summary with
+    `exit_code` 128 + signal number; `--resume` continues it bit-identically.
+    """
     say = (lambda *a: None) if cfg.train.quiet else (lambda *a: print(*a, file=stream, flush=True))
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     run_dir = resume or cfg.train.out or default_run_dir()
+    setup = build(cfg, warn=warn)  # data first: bad input never creates or clears a run directory
     if not resume:
         prepare_run_dir(run_dir, cfg.train.overwrite)
-    setup = build(cfg, warn=warn)
     for w in setup.prepared.warnings:
         warn(f"WARNING: {w}")
     ckpts = checkpoint.Checkpoints(os.path.join(run_dir, "checkpoints"), keep=cfg.train.keep_checkpoints)
-    state = setup.init_state()
-    if resume:
-        state, meta, step = ckpts.restore(state)
-        if meta["data_fingerprint"] != setup.prepared.fingerprint:
-            raise InputError(f"{run_dir}: the data differ from the run's (fingerprint {meta['data_fingerprint']} "
-                             f"vs {setup.prepared.fingerprint}); resume with the original --data/--truth")
-        say(f"Resuming {run_dir} from epoch {step}")
-    reporting.write_json(os.path.join(run_dir, "config.json"), {
-        "config": config_lib.to_dict(cfg), "versions": versions(),
-        "device": str(jax.devices()[0]), "platform": jax.default_backend(),
-        "data": setup.prepared.stats(), "batch_size": setup.batch_size, "steps_per_epoch": setup.n_batches,
-        "resumed_from_epoch": int(state.epoch) if resume else None})
-    log = reporting.JsonlLog(os.path.join(run_dir, "training_log.jsonl"),
-                             keep_epochs=int(state.epoch) if resume else None)
-    data = setup.train_data()
-    t0 = time.perf_counter()
-    epoch_fn = jax.jit(setup.epoch_fn(), donate_argnums=0).lower(state, data).compile()
-    compile_time = time.perf_counter() - t0
-    health = reporting.HealthMonitor(quiet=cfg.train.quiet)
-    stop_reason, exit_signal, start = "max_epochs", None, time.perf_counter()
-    with SignalStop() as stop:
-        while int(state.epoch) < cfg.train.epochs:
+    health = reporting.HealthMonitor(quiet=True)
+    with SignalStop() as stop, ckpts.closed_on_error():
+        if resume:
+            state = resume_state(setup, ckpts, run_dir)
+            say(f"Resuming {run_dir} from epoch {int(state.epoch)}")
+        else:
+            state = setup.init_state()
+        reporting.write_json(os.path.join(run_dir, "config.json"), {
+            "config": config_lib.to_dict(cfg), "versions": versions(),
+            "device": str(jax.devices()[0]), "platform": jax.default_backend(),
+            "data": setup.prepared.stats(), "batch_size": setup.batch_size, "steps_per_epoch": setup.n_batches,
+            "resumed_from_epoch": int(state.epoch) if resume else None})
+        log = open_log(os.path.join(run_dir, "training_log.jsonl"), int(state.epoch) if resume else None, health)
+        health.quiet = cfg.train.quiet
+        data = setup.train_data()
+        t0 = time.perf_counter()
+        epoch_fn = jax.jit(setup.epoch_fn(), donate_argnums=0).lower(state, data).compile()
+        compile_time = time.perf_counter() - t0
+        stop_reason = "early_stopping" if bool(state.early.stopped) else None
+        epochs_run, start = 0, time.perf_counter()
+        while stop_reason is None and int(state.epoch) < cfg.train.epochs:
+            if stop.signum is not None:  # signalled before this process finished an epoch
+                stop_reason = "interrupted"
+                break
             t = time.perf_counter()
             state, out = epoch_fn(state, data)
             out = jax.device_get(out)
+            epochs_run += 1
             row = epoch_row(out, int(state.epoch), setup, time.perf_counter() - t)
             log.write(row)
             say(reporting.console_line(row, cfg.train.epochs, bool(out["improved"])))
@@ -225,43 +248,113 @@ def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
                 stop_reason = "early_stopping"
             elif int(state.nonfinite_run) >= cfg.optim.max_nonfinite:
                 stop_reason = "nonfinite"
-                warn(f"ERROR: {int(state.nonfinite_run)} consecutive non-finite steps at epoch {epoch}; "
-                     f"stopping with the last good state (lower --lr or check the data for extreme values)")
-            elif stop.signum is not None:
-                stop_reason, exit_signal = "interrupted", stop.signum
-            final = stop_reason != "max_epochs" or epoch >= cfg.train.epochs
+                warn(f"ERROR: {int(state.nonfinite_run)} consecutive non-finite steps (NaN/Inf loss or gradient, "
+                     f"limit --max-nonfinite {cfg.optim.max_nonfinite}) at epoch {epoch}, step {int(state.step)}; "
+                     f"stopped with the last good parameters, checkpointed in {run_dir}/checkpoints "
+                     f"(lower --lr or check the data for extreme values)")
+            elif stop.signum is not None and epoch < cfg.train.epochs:
+                stop_reason = "interrupted"
+            final = stop_reason is not None or epoch >= cfg.train.epochs
             if bool(out["improved"]) or final or epoch % cfg.train.checkpoint_every == 0:
                 metric = float(out["sweep"]["f1"][out["best_index"]]) if setup.has_truth else -float(out["val_loss"])
-                ckpts.save(epoch, state, checkpoint_meta(setup, state), metric if bool(out["improved"]) else None)
-            if final:
-                break
-    log.close()
-    ckpts.wait()
-    summary = finish_run(setup, ckpts, run_dir, state, stop_reason, health, compile_time,
-                         time.perf_counter() - start)
+                ckpts.save(epoch, state, checkpoint_meta(setup, state), metric)
+        log.close()
+        ckpts.wait()
+    train_time = time.perf_counter() - start
+    stop_reason = stop_reason or "max_epochs"
+    hint = f"python -m jaxcausal.train --resume {run_dir}"
+    if stop_reason == "interrupted" and epochs_run == 0:
+        ckpts.close()
+        warn(f"Interrupted by {stop.name} before an epoch finished; nothing new to save. Continue with: {hint}")
+        return state, {"stop_reason": stop_reason, "exit_code": EXIT_SIGNAL_BASE + stop.signum}
+    summary = finish_run(setup, ckpts, run_dir, state, stop_reason, health, compile_time, train_time)
     ckpts.close()
-    if exit_signal is not None:
-        warn(f"Interrupted by signal {exit_signal} after epoch {int(state.epoch)}; checkpoint saved. "
-             f"Continue with: python -m jaxcausal.train --resume {run_dir}")
-        summary["exit_code"] = EXIT_SIGNAL_BASE + exit_signal
+    if stop_reason == "interrupted":
+        warn(f"Interrupted by {stop.name} after epoch {int(state.epoch)}; checkpoint saved, log flushed. "
+             f"Continue with: {hint}")
+        summary["exit_code"] = EXIT_SIGNAL_BASE + stop.signum
     else:
+        if stop_reason == "nonfinite":  # outputs are written, but the run failed: scripts must notice
+            summary["exit_code"] = EXIT_NONFINITE
         say(f"Done: {summary['stop_reason']} after epoch {summary['epochs_run']}; best epoch {summary['best_epoch']}"
             + (f", val F1 {summary['best']['val_f1']:.4f}" if setup.has_truth else "")
             + f"; {len(summary['graph']['edges'])} edges in {run_dir}/graph.csv")
     return state, summary
 
 
+def resume_state(setup: Setup, ckpts: checkpoint.Checkpoints, run_dir: str) -> TrainState:
+    """The latest readable checkpoint, refused unless it was made from the same data and config.
+
+    Unreadable newer checkpoints are deleted (their epochs run again). A run killed before its
+    first checkpoint was complete starts again from epoch 0, which is the same trajectory.
+    """
+    steps = ckpts.steps()
+    if steps:
+        state, meta, step = ckpts.restore(jax.eval_shape(setup.init_state))
+    else:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            meta = {"data_fingerprint": json.load(f)["data"]["fingerprint"], "config": config_lib.to_dict(setup.cfg)}
+        state, step = setup.init_state(), 0
+        print(f"WARNING: {run_dir} has no complete checkpoint (stopped before the first save finished); "
+              f"starting again from epoch 0", file=sys.stderr, flush=True)
+    if meta.get("data_fingerprint") != setup.prepared.fingerprint:
+        raise InputError(f"{run_dir}: the data differ from the run's (fingerprint {meta.get('data_fingerprint')} "
+                         f"vs {setup.prepared.fingerprint}); resume with the original --data/--truth")
+    check_resumable(config_lib.from_dict(meta["config"], where=f"{run_dir} checkpoint"), setup.cfg, run_dir)
+    for skipped in [s for s in steps if s > step]:  # unreadable, and in the way of saving that epoch again
+        ckpts.delete(skipped)
+        print(f"WARNING: deleted unreadable checkpoint {ckpts.directory}/{skipped}; epochs after {step} run again",
+              file=sys.stderr, flush=True)
+    # patience / min_epochs may change on resume: re-decide early stopping as the epoch function does.
+    t, early = setup.cfg.train, state.early
+    stopped = (early.bad_epochs >= t.patience) & (state.epoch >= t.min_epochs) & (t.patience > 0)
+    return state.replace(early=early._replace(stopped=jnp.asarray(stopped)))
+
+
+def open_log(path: str, keep_epochs: int | None, health: reporting.HealthMonitor) -> reporting.JsonlLog:
+    """The epoch log, opened for appending; on resume cut back to `keep_epochs`.
+
+    Lines after the restored checkpoint are dropped (those epochs run again), as is a last line
+    cut short by a kill. The kept lines are replayed into `health` so its verdicts span the run.
+    """
+    if keep_epochs is not None and os.path.exists(path):
+        kept = []
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a kill
+                if row.get("epoch", 0) <= keep_epochs:
+                    kept.append(row)
+        for row in kept:
+            health.check(row)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.writelines(reporting.dumps(row) + "\n" for row in kept)
+        os.replace(tmp, path)
+    return reporting.JsonlLog(path)
+
+
 def restore_best(setup: Setup, ckpts: checkpoint.Checkpoints, state: TrainState) -> tuple[TrainState, int]:
-    """The checkpoint of the best epoch (falls back to the given state if it is not on disk)."""
+    """The checkpoint of the best epoch; the given state, with a warning, if it cannot be read."""
     best = int(state.early.best_epoch)
-    if best in ckpts.steps():
+    if best < 1:  # no epoch ever had a finite metric
+        return state, int(state.epoch)
+    if best == int(state.epoch):
+        return state, best
+    try:
         restored, _, step = ckpts.restore(state, step=best)
         return restored, step
-    return state, int(state.epoch)
+    except InputError:
+        print(f"WARNING: the best checkpoint (epoch {best}) is not readable; exporting the final state "
+              f"(epoch {int(state.epoch)})", file=sys.stderr, flush=True)
+        return state, int(state.epoch)
 
 
 def finish_run(setup: Setup, ckpts, run_dir: str, state: TrainState, stop_reason: str,
                health: reporting.HealthMonitor, compile_time: float, train_time: float) -> dict:
+    """Export the best epoch's graph and write summary.json; `state` is read, never changed."""
     best_state, best_epoch = restore_best(setup, ckpts, state)
     report = export.graph_report(setup.model, best_state.params, setup.prepared.truth,
                                  setup.cfg.train.graph_threshold)

@@ -5,9 +5,12 @@ Every failure is an InputError whose one-line message names the file, the proble
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-from collections.abc import Sequence
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -28,6 +31,11 @@ def load_data(path: str | os.PathLike, *, window: int | None = None, stride: int
     window-level train/validation split. NaN/Inf (and mask == 0) become missing entries.
     """
     path, suffix = _existing_file(path, DATA_SUFFIXES, "data")
+    with _reading(path, "data"):
+        return _load_data(path, suffix, window, stride)
+
+
+def _load_data(path: str, suffix: str, window: int | None, stride: int | None) -> Dataset:
     names, mask, adjacency = None, None, None
     if suffix == ".npz":
         x, mask, adjacency, names = _read_npz(path)
@@ -54,7 +62,11 @@ def load_truth(path: str | os.PathLike, names: Sequence[str]) -> tuple[np.ndarra
     or an edge-list .csv with header `cause,effect` (extra columns such as weight are ignored).
     """
     path, suffix = _existing_file(path, TRUTH_SUFFIXES, "truth")
-    names = tuple(names)
+    with _reading(path, "truth"):
+        return _load_truth(path, suffix, tuple(names))
+
+
+def _load_truth(path: str, suffix: str, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     if suffix == ".npy":
         matrix = _read_npy(path, "the ground-truth matrix")
     elif suffix == ".npz":
@@ -104,10 +116,36 @@ def truth_from_matrix(path: str, matrix: np.ndarray, names: Sequence[str]) -> tu
     return truth, warnings
 
 
+@contextlib.contextmanager
+def _reading(path: str, what: str) -> Iterator[None]:
+    """Turn any unexpected failure while reading `path` into one InputError line naming the file.
+
+    The specific checks above name the exact problem; this is the net under them (a corrupt
+    archive member, an unreadable file, a NumPy quirk), so a user never sees a traceback.
+    """
+    try:
+        yield
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"{path}: {what} file does not fit in memory; use a smaller file or fewer windows") \
+            from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read {what} file ({err.strerror or err}); check the file and its "
+                         "permissions") from None
+    except Exception as err:  # noqa: BLE001 - the last net: one line, never a traceback
+        detail = (str(err).splitlines() or [""])[0][:200]
+        raise InputError(f"{path}: cannot read {what} file ({type(err).__name__}: {detail}); "
+                         f"re-save it as {', '.join(DATA_SUFFIXES if what == 'data' else TRUTH_SUFFIXES)}") \
+            from None
+
+
 def _existing_file(path, suffixes: tuple[str, ...], what: str) -> tuple[str, str]:
     """Return (path as str, lower-case suffix) of an existing, non-empty file of a known type."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a {what} file; give the path of a file")
     if not os.path.isfile(path):
         raise InputError(f"{path}: {what} file not found; check the path")
     if suffix not in suffixes:
@@ -120,16 +158,21 @@ def _existing_file(path, suffixes: tuple[str, ...], what: str) -> tuple[str, str
 def _read_npy(path: str, what: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError):  # object arrays (need pickle, never enabled on user files), foreign files
+    except (ValueError, OSError, EOFError):  # object arrays (never unpickled), foreign or truncated files
         raise InputError(f"{path}: cannot read {what}: not a NumPy .npy file of numbers; "
                          "save it with np.save(path, array) from a numeric array") from None
 
 
 def _open_npz(path: str):
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError):  # not a zip archive, or truncated
-        raise InputError(f"{path}: not a NumPy .npz archive; save it with np.savez(path, X=...)") from None
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):  # not a zip archive, or truncated
+        raise InputError(f"{path}: not a NumPy .npz archive (corrupt or truncated?); "
+                         "save it with np.savez(path, X=...)") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # an .npy saved under an .npz name
+        raise InputError(f"{path}: is a single .npy array, not an .npz archive; rename it to .npy "
+                         "or save it with np.savez(path, X=...)")
+    return archive
 
 
 def _read_npz(path: str):
@@ -159,9 +202,16 @@ def _read_npz_key(path: str, archive, key: str, required: bool = False) -> np.nd
         return None
     try:
         return archive[key]
-    except ValueError:  # object arrays need pickle, which we never enable on user files
+    except ValueError as err:
+        if "pickle" not in str(err):
+            raise InputError(f"{path}: array '{key}' in the .npz cannot be read ({err}); re-save the file") \
+                from None
+        # object arrays need pickle, which we never enable on user files
         raise InputError(f"{path}: array '{key}' holds Python objects; save it as a numeric "
                          "(or, for names, string) array") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:  # a damaged member of the archive
+        raise InputError(f"{path}: array '{key}' in the .npz is corrupt ({type(err).__name__}: "
+                         f"{(str(err).splitlines() or [''])[0][:120]}); re-save the file") from None
 
 
 def _check_x(path: str, x: np.ndarray, mask: np.ndarray | None):

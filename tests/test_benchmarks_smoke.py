@@ -1,0 +1,76 @@
+"""The benchmark scripts run end to end at a tiny size (`--quick`), so they never rot.
+
+Both scripts start at once in subprocesses (module fixture) and each test waits for its own. XLA's
+backend optimisation is turned off for them: these runs check that the scripts work, not timings,
+and compiling at -O0 is ~2x faster. The torch parts are skipped when torch is not installed (CI
+installs only `.[dev]`; `pip install -e ".[bench]"` brings torch).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+TIMEOUT = 300
+
+
+def _start(script: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "benchmarks", script), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("bench") / "epoch_time.json")
+    procs = {"epoch_time": _start("epoch_time.py", "--quick", "--out", out)}
+    if HAS_TORCH:
+        procs["torch_reference"] = _start("torch_reference.py", "--quick")
+    yield procs, out
+    for p in procs.values():
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
+def _finish(proc: subprocess.Popen) -> tuple[str, str]:
+    stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    return stdout, stderr
+
+
+def test_epoch_time_quick_writes_table_and_json(runs):
+    procs, out = runs
+    stdout, _ = _finish(procs["epoch_time"])
+    assert "| D | windows (train)" in stdout and "GFLOP/s" in stdout
+    with open(out) as f:
+        report = json.load(f)
+    assert {"machine", "device", "versions", "settings", "results"} <= set(report)
+    assert report["machine"]["cpu_count"] >= 1 and report["versions"]["jax"]
+    (row,) = report["results"]
+    assert row["d"] == 5 and row["jax_epoch_ms"] > 0 and row["jax_val_ms"] > 0 and row["jax_compile_s"] > 0
+    assert set(row["penalty_ms"]) == {"trace_power", "expm", "logdet"}
+    assert set(row["penalty_share"]) == {"trace_power"} and row["penalty_share"]["trace_power"] < 1
+    assert row["penalty_epoch_ms"]["_zero"] > 0
+    assert row["flops"]["epoch_flops"] > row["flops"]["step_flops"] > 0
+    assert row["flops"]["fraction_of_matmul_rate"] > 0
+    if HAS_TORCH:
+        assert row["torch_epoch_ms"] > 0 and row["speedup_epoch"] > 0 and row["torch_threads"] >= 1
+    else:
+        assert "torch is not installed" in stdout and "torch_epoch_ms" not in row
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (pip install -e '.[bench]')")
+def test_torch_reference_quick_trains_and_agrees_with_jaxcausal(runs):
+    procs, _ = runs
+    stdout, _ = _finish(procs["torch_reference"])
+    assert "agreement: OK" in stdout and "max relative error" in stdout
+    assert sum(line.startswith("Epoch") for line in stdout.splitlines()) == 2
