@@ -17,12 +17,13 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from machine_info import machine
 
 from jaxcausal import config as config_lib
 from jaxcausal import metrics as metrics_lib
@@ -154,18 +155,6 @@ def run_peers(x2d: np.ndarray, truth: np.ndarray, peers: set[str]) -> dict:
     return results
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import jax
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
-            "device": str(jax.devices()[0])}
-
-
 def table(rows: list[dict]) -> str:
     lines = ["| case | method | F1 | label-free F1 | SHD | AUPRC | edges (true) | lag-1 F1 | wall s |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -226,7 +215,7 @@ def main(argv=None) -> int:
         json.dump(report, f, indent=2)
     md = table(rows)
     with open(os.path.join(args.out, "accuracy.md"), "w") as f:
-        f.write(f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; "
+        f.write(f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} cores; "
                 f"suite {args.suite}, {args.seeds} seed(s)\n\n{md}\n")
     print(md)
     return 0

@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from machine_info import cpu_model
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 try:
     import jaxcausal  # noqa: F401
@@ -103,17 +105,6 @@ def train_cost(epochs: int, tmp: str) -> list[dict]:
         rows.append({"checkpoint_every": every, "epochs": epochs, "train_time_s": summary["train_time"],
                      "per_epoch_ms": 1e3 * summary["train_time"] / epochs})
     return rows
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:

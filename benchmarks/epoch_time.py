@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from machine_info import cpu_model
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 try:
     import jaxcausal  # noqa: F401
@@ -73,17 +75,6 @@ def run_epoch(epoch_fn, state, data):
     """One compiled epoch and its metrics on the host, as `train_and_evaluate` runs it."""
     state, out = epoch_fn(state, data)
     return state, jax.device_get(out)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_setup(d: int, n_windows: int, batch_size: int, tmp: str, builtin: bool):

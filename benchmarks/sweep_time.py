@@ -19,12 +19,13 @@ import hashlib
 import itertools
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+
+from machine_info import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(ROOT, "benchmarks", "results", "sweep_time.json")
@@ -60,19 +61,6 @@ def source_digest() -> str:
         with open(path, "rb") as f:
             h.update(path.encode() + f.read())
     return h.hexdigest()[:16]
-
-
-def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "load_average_at_start": list(os.getloadavg())}
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
-    import jax
-    info.update(jax=jax.__version__, backend=jax.default_backend(), devices=len(jax.devices()))
-    return info
 
 
 def load(path: str) -> dict:
