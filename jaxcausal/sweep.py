@@ -19,7 +19,6 @@ import csv
 import dataclasses
 import itertools
 import os
-import shutil
 import sys
 import time
 
@@ -67,18 +66,8 @@ def grid_members(cfg: config_lib.Config, grid: dict[str, list[float]], n_seeds: 
 
 def prepare_sweep_dir(out: str, overwrite: bool, clear: bool = True) -> None:
     """Refuse a directory holding sweep results unless --overwrite; with `clear`, empty and create it."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"{out}: --out exists and is not a directory")
-    existing = [f for f in SWEEP_FILES if os.path.exists(os.path.join(out, f))]
-    if existing and not overwrite:
-        raise InputError(f"{out}: sweep directory already holds {', '.join(existing)}; "
-                         f"choose another --out or pass --overwrite")
-    if not clear:
-        return
-    for f in existing:
-        path = os.path.join(out, f)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(out, exist_ok=True)
+    training.prepare_output_dir(out, overwrite, files=SWEEP_FILES, what="sweep directory",
+                                alternatives="choose another --out or pass --overwrite", clear=clear)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +173,7 @@ def write_best_run(setup, record: Record, state, best_state, run_dir: str, compi
     # the member's own seed lives on in the checkpoint (its PRNG key) and in the "sweep" block.
     cfg = config_lib.replace(setup.cfg, dict(m.lambdas, out=run_dir), where="sweep")
     msetup = dataclasses.replace(setup, cfg=cfg)
-    training.prepare_run_dir(run_dir, overwrite=True)
+    training.prepare_output_dir(run_dir, overwrite=True)
     sweep_info = {"member": m.index, "member_seed": m.seed, "split_seed": setup.cfg.train.seed,
                   "sweep_dir": os.path.dirname(os.path.abspath(run_dir))}
     reporting.write_json(os.path.join(run_dir, "config.json"), {

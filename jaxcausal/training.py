@@ -90,18 +90,22 @@ def default_run_dir() -> str:
     return path
 
 
-def prepare_run_dir(run_dir: str, overwrite: bool) -> None:
-    """Refuse to write into a run directory that holds results, unless --overwrite."""
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise InputError(f"{run_dir}: --out exists and is not a directory")
-    existing = [f for f in RUN_FILES if os.path.exists(os.path.join(run_dir, f))]
+def prepare_output_dir(out: str, overwrite: bool, *, files=RUN_FILES, what: str = "run directory",
+                       alternatives: str | None = None, clear: bool = True) -> None:
+    """Refuse a directory that holds any of `files` unless --overwrite; with `clear`, remove them and
+    create the directory. Shared by train runs and sweeps, so both protect a user's results alike."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"{out}: --out exists and is not a directory")
+    existing = [f for f in files if os.path.exists(os.path.join(out, f))]
     if existing and not overwrite:
-        raise InputError(f"{run_dir}: run directory already holds {', '.join(existing)}; "
-                         f"continue it with --resume {run_dir}, choose another --out, or pass --overwrite")
+        fix = alternatives or f"continue it with --resume {out}, choose another --out, or pass --overwrite"
+        raise InputError(f"{out}: {what} already holds {', '.join(existing)}; {fix}")
+    if not clear:
+        return
     for f in existing:
-        path = os.path.join(run_dir, f)
+        path = os.path.join(out, f)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(run_dir, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
 
 
 def check_resumable(saved: config_lib.Config, new: config_lib.Config, run_dir: str) -> None:
@@ -207,7 +211,7 @@ def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
     run_dir = resume or cfg.train.out or default_run_dir()
     setup = build(cfg, warn=warn)  # data first: bad input never creates or clears a run directory
     if not resume:
-        prepare_run_dir(run_dir, cfg.train.overwrite)
+        prepare_output_dir(run_dir, cfg.train.overwrite)
     for w in setup.prepared.warnings:
         warn(f"WARNING: {w}")
     ckpts = checkpoint.Checkpoints(os.path.join(run_dir, "checkpoints"), keep=cfg.train.keep_checkpoints)
