@@ -1,4 +1,13 @@
 """jaxcausal: learn causal graphs from time series and tabular data with JAX."""
+import os
+
+# jax runs CPU LAPACK (slogdet's LU and the triangular solves of its gradient) through scipy's
+# OpenBLAS, which threads even a 50 x 50 solve and then fights XLA's own threads for the cores: the
+# D = 50 epoch ran 1.4x slower on 2 idle cores, ~7x on busy ones (benchmarks/README.md). One thread
+# gives bit-identical results. OpenBLAS reads this when scipy loads it, on jax's first LAPACK call,
+# so it is set here, before anything in the package can import scipy; a value the user set wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from jaxcausal.config import Config
 from jaxcausal.training import train_and_evaluate
 

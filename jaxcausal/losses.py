@@ -10,7 +10,6 @@ weight lambda_acyclic; alpha and rho live in `LossWeights` so they are data, not
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, NamedTuple
 
 import jax
@@ -18,13 +17,6 @@ import jax.numpy as jnp
 
 from jaxcausal import acyclicity
 from jaxcausal.model import CausalSEM, off_diagonal
-
-# jax runs CPU LAPACK (slogdet's LU and the triangular solves of its gradient) through scipy's
-# OpenBLAS, which threads even a 50 x 50 solve and then fights XLA's own threads for the cores: the
-# D = 50 epoch ran 1.4x slower on 2 idle cores, ~7x on busy ones (benchmarks/README.md). One thread
-# gives bit-identical results. OpenBLAS reads this when scipy loads it, on jax's first LAPACK call,
-# hence here; a value the user set wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 class LossWeights(NamedTuple):
