@@ -79,7 +79,8 @@ def run_epoch(epoch_fn, state, data):
 
 def make_setup(d: int, n_windows: int, batch_size: int, tmp: str, builtin: bool):
     """A jaxcausal Setup on synthetic data (the built-in dataset when `builtin`)."""
-    overrides = {"quiet": True, "batch_size": batch_size}
+    # One pass per epoch on both sides (the torch reference's epoch), whatever min_steps_per_epoch is.
+    overrides = {"quiet": True, "batch_size": batch_size, "min_steps_per_epoch": 1}
     if not builtin:
         ds = simulate(seed=0, d=d, noise="laplace", n_windows=n_windows, window=32, raw_scale=True)
         path = os.path.join(tmp, f"d{d}.npz")

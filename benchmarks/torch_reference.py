@@ -142,7 +142,7 @@ def fit_term(kind: str, resid: torch.Tensor, m: torch.Tensor, adj: torch.Tensor)
 
 def loss_fn(model: TorchSEM, x, m, weights: dict, *, fit: str = "laplace_nv", penalty: str = "trace_power"):
     """(loss, aux) exactly as jaxcausal.losses.make_loss_fn; weights: recon, sparse, acyclic,
-    disen, alpha, rho (floats)."""
+    disen, alpha, rho and optionally mu (floats)."""
     x_hat, z_s, z_n, z_b = model(x)
     valid_t = (torch.arange(x.shape[1]) >= model.max_lag).float()
     m = m * valid_t[None, :, None]
@@ -156,8 +156,9 @@ def loss_fn(model: TorchSEM, x, m, weights: dict, *, fit: str = "laplace_nv", pe
     h = PENALTIES[penalty](adj)
     disen = (cross_correlation(z_s, z_n) + cross_correlation(z_s, z_b) + cross_correlation(z_n, z_b)) / 3.0
     acyclic_weighted = weights["acyclic"] * h + weights["alpha"] * h + 0.5 * weights["rho"] * h**2
-    loss = (weights["recon"] * fit_value + weights["sparse"] * (sparse + sparse_lag)
-            + acyclic_weighted + weights["disen"] * disen)
+    l1_per_var = (d - 1) * sparse + (d * sparse_lag if model.max_lag > 0 else 0.0)
+    score = weights["recon"] * fit_value + weights["sparse"] * l1_per_var + weights["disen"] * disen
+    loss = weights.get("mu", 1.0) * score + acyclic_weighted
     aux = {"recon": recon, "fit": fit_value, "sparse": sparse, "sparse_lag": sparse_lag, "acyclic": h,
            "disen": disen, "acyclic_weighted": acyclic_weighted}
     return loss, aux
@@ -245,7 +246,9 @@ class TorchTrainer:
             x, m = self.x_val[start:start + self.batch_size], self.m_val[start:start + self.batch_size]
             loss, aux = self._loss(x, m)
             total += loss.item() * len(x)
-            fit_total += (self.weights["recon"] * aux["fit"] + self.weights["sparse"] * (aux["sparse"] + aux["sparse_lag"])
+            d = self.model.w.shape[0]
+            l1_per_var = (d - 1) * aux["sparse"] + d * aux["sparse_lag"]
+            fit_total += (self.weights["recon"] * aux["fit"] + self.weights["sparse"] * l1_per_var
                           + self.weights["disen"] * aux["disen"]).item() * len(x)
             count += len(x)
         adj = self.model.adjacency()
@@ -308,7 +311,7 @@ def check_agreement(setup, *, params=None, seed: int = 0, batch_size: int = 64) 
     model = TorchSEM(x.shape[2], max_lag=setup.model.max_lag, latent_dim=cfg.model.latent_dim,
                      background=cfg.model.background)
     load_jax_params(model, params)
-    tweights = {k: float(getattr(weights, k)) for k in ("recon", "sparse", "acyclic", "disen", "alpha", "rho")}
+    tweights = {k: float(getattr(weights, k)) for k in ("recon", "sparse", "acyclic", "disen", "alpha", "rho", "mu")}
     tloss, taux = loss_fn(model, torch.as_tensor(x), torch.as_tensor(m), tweights, fit=cfg.loss.fit,
                           penalty=cfg.loss.penalty)
     tloss.backward()

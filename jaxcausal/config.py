@@ -41,25 +41,28 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    fit: str = "laplace_nv"  # data-fit term: mse | gauss_nv | laplace_nv (see losses.fit_term)
+    fit: str = "laplace_nv"  # data-fit term: mse | gauss_ev | gauss_nv | laplace_nv (see losses.fit_term)
     # Small weights keep gradient norms below the clip (1.0) so clipping stays a guard against spikes;
-    # Adam's steps do not depend on the overall scale. Ratios are what matter: sparse / recon = 0.5.
+    # Adam's steps do not depend on the overall scale. Ratios are what matter: sparse / recon = 0.05.
     lambda_recon: float = 0.02
-    lambda_sparse: float = 0.01  # on mean |W| over off-diagonal entries (lagged weights share it)
-    lambda_acyclic: float = 0.0  # fixed weight on h(W); the augmented Lagrangian below does the real work
+    lambda_sparse: float = 1e-3  # on the L1 per variable, sum |W| / D: 0.05 per edge relative to the fit (lags share it)
+    lambda_acyclic: float = 0.0  # fixed weight on h(W); the pressure schedule ([dag]) does the real work
     lambda_disen: float = 1e-4
     penalty: str = "trace_power"  # trace_power | expm | logdet
 
 
 @dataclasses.dataclass(frozen=True)
 class DagConfig:
-    """Increasing acyclicity pressure: augmented Lagrangian alpha*h + rho/2*h^2, updated per epoch."""
+    """Increasing acyclicity pressure (see jaxcausal/pressure.py), updated after each inner solve."""
 
-    rho_init: float = 2e-4
-    steps_per_update: int = 100  # optimiser steps between pressure updates (one inner solve)
-    rho_growth: float = 3.0  # rho *= growth after an inner solve where h fell by less than h_progress
-    rho_max: float = 1e6
-    h_progress: float = 0.25  # required fraction: h_new < h_progress * h_old, else rho grows
+    schedule: str = "path"  # path: DAGMA-style falling score weight | lagrangian: NOTEARS augmented Lagrangian
+    steps_per_update: int = 1000  # optimiser steps between pressure updates (one inner solve)
+    mu_factor: float = 0.1  # path: score weight multiplied by this after each inner solve
+    path_stages: int = 4  # path: score weights 1, mu_factor, ..., mu_factor**(stages-1); the last runs on
+    rho_init: float = 2e-4  # lagrangian: initial quadratic weight
+    rho_growth: float = 3.0  # lagrangian: rho *= growth after an inner solve where h fell by less than h_progress
+    rho_max: float = 1e6  # lagrangian
+    h_progress: float = 0.25  # lagrangian: required fraction: h_new < h_progress * h_old, else rho grows
     h_tol: float = 1e-7  # h below this counts as a DAG: no further pressure increase
 
 
@@ -77,11 +80,13 @@ class OptimConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 200
-    batch_size: int = 64
+    batch_size: int = 0  # windows per batch; 0 = about 2048 rows (time steps): 64 windows of 32, or all rows of small static data
+    min_steps_per_epoch: int = 50  # an epoch is one pass over the training windows, repeated up to this many steps
     seed: int = 1337
     patience: int = 20  # early stopping: epochs without improvement of val F1 (val loss without truth)
     min_epochs: int = 0  # never stop early before this epoch
     graph_threshold: float = 0.1  # label-free rule: keep edges with |standardised effect| above this
+    refine: str = "hill_climb"  # hill_climb: refine the exported DAG on a Gaussian BIC (linear SEM) | none
     out: str = ""  # run directory; "" = runs/<timestamp>
     overwrite: bool = False  # allow writing into an existing, non-empty run directory
     checkpoint_every: int = 1  # epochs between checkpoints
@@ -102,17 +107,19 @@ class Config:
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 CHOICES = {
     "standardize": ("column", "global", "none"),
+    "schedule": ("path", "lagrangian"),
+    "refine": ("hill_climb", "none"),
     "sem": ("linear", "mlp"),
     "penalty": ("trace_power", "expm", "logdet"),
-    "fit": ("mse", "gauss_nv", "laplace_nv"),
+    "fit": ("mse", "gauss_ev", "gauss_nv", "laplace_nv"),
 }
-POSITIVE = {"lr", "clip_norm", "rho_max", "batch_size", "epochs", "plateau_factor",
+POSITIVE = {"lr", "clip_norm", "rho_max", "epochs", "plateau_factor",
             "hidden", "latent_dim", "checkpoint_every", "steps_per_update", "keep_checkpoints", "max_nonfinite",
-            "rho_growth"}
+            "rho_growth", "path_stages", "mu_factor", "min_steps_per_epoch"}
 NON_NEGATIVE = {"lambda_recon", "lambda_sparse", "lambda_acyclic", "lambda_disen", "weight_decay",
                 "max_lag", "patience", "min_epochs", "plateau_patience", "plateau_cooldown",
-                "window", "stride", "h_tol", "graph_threshold", "rho_init"}
-UNIT_INTERVAL = {"val_fraction", "h_progress", "graph_threshold", "plateau_factor"}
+                "window", "stride", "h_tol", "batch_size", "graph_threshold", "rho_init"}
+UNIT_INTERVAL = {"val_fraction", "mu_factor", "h_progress", "graph_threshold", "plateau_factor"}
 SEEDS = {"seed", "builtin_seed"}
 INT32_MAX = 2**31 - 1  # counters, seeds and sizes live in int32 arrays on the device
 

@@ -78,9 +78,17 @@ def load(run_dir: str, *, data: str | None = None, truth: str | None = None, epo
     """The run's model at its best epoch (or `epoch`, if kept), with standardizer, config and graph."""
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     setup, state, meta, step = _restore(run_dir, data, truth, warn, epoch)
-    report = export.graph_report(setup.model, state.params, setup.prepared.truth, setup.cfg.train.graph_threshold)
+    report = _graph_report(setup, state.params, other_data=bool(data))
     return Loaded(setup.model, state.params, Standardizer.from_dict(meta["standardizer"]), setup.cfg,
                   report, tuple(setup.prepared.dataset.names), step)
+
+
+def _graph_report(setup: training.Setup, params, other_data: bool) -> dict:
+    """The run's graph: refined on the run's own training split as in training; scoring another
+    file (--data) keeps the unrefined graph, so the answer never depends on the file being scored."""
+    if other_data:
+        return export.graph_report(setup.model, params, setup.prepared.truth, setup.cfg.train.graph_threshold)
+    return training.graph_report(setup, params)
 
 
 def data_loss(setup: training.Setup, state, standardizer: Standardizer) -> dict:
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     setup, state, meta, step = _restore(args.run_dir, args.data, args.truth, warn)
-    report = export.graph_report(setup.model, state.params, setup.prepared.truth, setup.cfg.train.graph_threshold)
+    report = _graph_report(setup, state.params, other_data=bool(args.data))
     out_dir = args.out or os.path.join(args.run_dir, "evaluation")
     os.makedirs(out_dir, exist_ok=True)
     names = list(setup.prepared.dataset.names)

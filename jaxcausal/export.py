@@ -14,6 +14,7 @@ import numpy as np
 
 from jaxcausal import graphs
 from jaxcausal import metrics as metrics_lib
+from jaxcausal import refine as refine_lib
 from jaxcausal.model import CausalSEM
 
 _sweep = jax.jit(lambda scores, truth: metrics_lib.threshold_sweep(
@@ -26,13 +27,17 @@ def _floats(tree) -> dict:
     return {k: float(v) for k, v in jax.device_get(tree).items()}
 
 
-def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_threshold: float) -> dict:
-    """Scores, the exported DAG and (with truth) metrics at the oracle and label-free thresholds.
+def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_threshold: float,
+                 refine_on: tuple[np.ndarray, np.ndarray] | None = None, noise: str = "gaussian") -> dict:
+    """Scores, the exported DAG and (with truth) metrics of the exported and label-free graphs.
 
     Exported graph: with ground truth, the validation-best threshold over scaled scores (as the
     original's sweep); without, the label-free rule score > graph_threshold on raw scores (a
     standardised effect size for the linear SEM). Any cycle left is broken by removing its weakest
-    edge, so the export is always a DAG.
+    edge, so the export is always a DAG. With `refine_on` = (x, mask) training windows (linear SEM),
+    that DAG is then refined by hill climbing on a BIC score with `noise` (see `refine`); the exported
+    edges then carry least-squares coefficients on the refined graph ("edge_weights"); weights.npy
+    stays W. With truth, "label_free" scores the graph the label-free rule would have exported.
     """
     variables = {"params": params}
     weights = np.asarray(model.apply(variables, method=CausalSEM.adjacency), np.float32)
@@ -40,6 +45,30 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
     lagged = np.asarray(model.apply(variables, method=CausalSEM.lag_weights), np.float32)
     report = {"weights": weights, "scores": scores, "lagged": lagged}
     label_free = scores > graph_threshold
+
+    def export_from(chosen: np.ndarray) -> dict:
+        dag = graphs.enforce_dag(np.where(chosen, scores, 0.0))
+        out = {"dag": dag, "edge_weights": weights, "pruned_for_dag": int(chosen.sum() - (dag > 0).sum())}
+        refined = None if refine_on is None else refine_lib.refine(*refine_on, dag, n_lags=lagged.shape[0],
+                                                                   noise=noise)
+        if refined is not None:
+            before, after = dag > 0, refined["dag"]
+            out["refined"] = {"start": refined["start"], "moves": refined["moves"], "rows": refined["rows"],
+                              "score": refined["score"], "noise": noise,
+                              "added": int((after & ~before & ~before.T).sum()),
+                              "removed": int((before & ~after & ~after.T).sum()),
+                              "reversed": int((before & after.T).sum())}
+            out["edge_weights"] = refined["coefficients"]
+            if lagged.shape[0]:
+                out["lagged_edge_weights"] = refined["lagged_coefficients"]
+            # Edge strength for ordering; a refit coefficient is never exactly 0, the floor only guards it.
+            out["dag"] = np.where(after, np.maximum(np.abs(refined["coefficients"]), 1e-12), 0.0).astype(np.float32)
+        return out
+
+    def metrics_of(dag: np.ndarray) -> dict:
+        return _floats(_metrics_at(jnp.asarray((dag > 0).astype(np.float32)), jnp.asarray(truth, jnp.float32),
+                                   jnp.float32(0.5)))
+
     if truth is not None:
         t = jnp.asarray(truth, jnp.float32)
         sweep = jax.device_get(_sweep(jnp.asarray(scores), t))
@@ -49,19 +78,17 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
         report.update(
             sweep={k: np.asarray(v) for k, v in sweep.items()}, best_index=best,
             best_threshold=float(metrics_lib.THRESHOLDS[best]),
-            label_free=_floats(_metrics_at(jnp.asarray(scores), t, jnp.float32(graph_threshold))),
+            label_free=metrics_of(export_from(label_free)["dag"]),
             auprc=float(metrics_lib.auprc(scores=scores, truth=truth)),
             rule=f"validation-best threshold {metrics_lib.THRESHOLDS[best]:.2f} on scores scaled to [0, 1]")
     else:
         chosen = label_free
         report["rule"] = f"label-free: raw edge score > {graph_threshold}"
-    dag = graphs.enforce_dag(np.where(chosen, scores, 0.0))
-    report["dag"] = dag
-    report["pruned_for_dag"] = int(chosen.sum() - (dag > 0).sum())
+    report.update(export_from(chosen))
+    if "refined" in report:
+        report["rule"] += f"; refined by hill climbing on a {noise} BIC"
     if truth is not None:
-        exported = (dag > 0).astype(np.float32)
-        report["exported"] = _floats(_metrics_at(jnp.asarray(exported), jnp.asarray(truth, jnp.float32),
-                                                 jnp.float32(0.5)))
+        report["exported"] = metrics_of(report["dag"])
     return report
 
 
@@ -76,18 +103,19 @@ def threshold_table(report: dict) -> list[dict]:
 
 def write_graph_files(run_dir: str, report: dict, names) -> None:
     """graph.csv (cause, effect, weight), weights.npy (D, D); lagged graph and weights if any."""
-    dag, weights = report["dag"], report["weights"]
+    dag, weights = report["dag"], report["edge_weights"]
     rows = [(c, e, float(weights[names.index(c), names.index(e)]))
             for c, e, _ in graphs.edges_table(dag, list(names))]
     _write_csv(os.path.join(run_dir, "graph.csv"), ["cause", "effect", "weight"], rows)
-    np.save(os.path.join(run_dir, "weights.npy"), weights)
+    np.save(os.path.join(run_dir, "weights.npy"), report["weights"])
     lagged = report["lagged"]
     if lagged.shape[0]:
         np.save(os.path.join(run_dir, "weights_lagged.npy"), lagged)
 
 
 def write_lagged_graph(run_dir: str, report: dict, names, threshold: float) -> None:
-    lagged = report["lagged"]
+    """graph_lagged.csv: lagged edges with |weight| > threshold, from the refit when refined."""
+    lagged = report.get("lagged_edge_weights", report["lagged"])
     if not lagged.shape[0]:
         return
     rows = [(names[i], names[j], lag + 1, float(lagged[lag, i, j]))

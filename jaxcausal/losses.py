@@ -2,11 +2,13 @@
 
 Every component is mean-reduced so its scale does not grow with the data size:
   recon   = sum(M * (X_hat - X)^2) / sum(M)          (masked mean squared error)
-  sparse  = mean |W| over off-diagonal entries        (lagged weights add their own mean |W_lag|)
+  sparse  = mean |W| over off-diagonal entries        (weighted as (D - 1) * sparse = sum |W| / D,
+                                                      the L1 per variable; lagged weights likewise)
   acyclic = h(W), the chosen acyclicity penalty       (zero exactly on DAGs)
   disen   = mean |cross-correlation| between the latent blocks z_s, z_n, z_b over the batch
-The acyclicity pressure is an augmented Lagrangian alpha * h + rho / 2 * h^2 on top of the fixed
-weight lambda_acyclic; alpha and rho live in `LossWeights` so they are data, not constants.
+The acyclicity pressure (see `pressure`) adds alpha * h + rho / 2 * h^2 on top of the fixed weight
+lambda_acyclic and scales the score terms (fit, sparse, disen) by mu; alpha, rho and mu live in
+`LossWeights` so they are data, not constants.
 """
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ class LossWeights(NamedTuple):
     disen: jax.Array
     alpha: jax.Array  # augmented-Lagrangian multiplier
     rho: jax.Array  # augmented-Lagrangian penalty weight
+    mu: jax.Array  # weight of the score terms (the path schedule lowers it)
 
     @classmethod
     def create(cls, loss_cfg, rho: float) -> "LossWeights":
         f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
         return cls(f(loss_cfg.lambda_recon), f(loss_cfg.lambda_sparse), f(loss_cfg.lambda_acyclic),
-                   f(loss_cfg.lambda_disen), f(0.0), f(rho))
+                   f(loss_cfg.lambda_disen), f(0.0), f(rho), f(1.0))
 
 
 class Batch(NamedTuple):
@@ -53,6 +56,9 @@ def fit_term(kind: str, resid_BxTxD: jax.Array, m_BxTxD: jax.Array, adj_DxD: jax
     """The data-fit term actually minimised (the logged `recon` is always the masked MSE).
 
     mse:        masked mean squared error (the original; favours whatever has the largest variance).
+    gauss_ev:   Gaussian likelihood with one noise variance shared by all variables, 1/2 log(mean r^2)
+                (GOLEM-EV). Identifies the graph when the noise variances are equal in the units given,
+                which holds only when the columns share one unit: use it with --standardize global.
     gauss_nv:   Gaussian likelihood with one noise variance per variable, mean_j 1/2 log(mean r_j^2).
     laplace_nv: Laplace likelihood with one noise scale per variable, mean_j log(mean |r_j|).
     The two likelihoods are invariant to rescaling any variable, so the answer does not depend on
@@ -63,7 +69,11 @@ def fit_term(kind: str, resid_BxTxD: jax.Array, m_BxTxD: jax.Array, adj_DxD: jax
     counts = jnp.maximum(jnp.sum(m_BxTxD, axis=(0, 1)), 1.0)
     if kind == "mse":
         return jnp.sum(m_BxTxD * resid_BxTxD**2) / jnp.maximum(jnp.sum(m_BxTxD), 1.0)
-    if kind == "gauss_nv":
+    if kind == "gauss_ev":
+        # One noise variance shared by all variables (GOLEM-EV): identifiable from the raw variances.
+        value = 0.5 * jnp.log(jnp.sum(m_BxTxD * resid_BxTxD**2) / jnp.sum(counts) + 1e-8)
+        per_var = value[None]
+    elif kind == "gauss_nv":
         per_var = 0.5 * jnp.log(jnp.sum(m_BxTxD * resid_BxTxD**2, axis=(0, 1)) / counts + 1e-8)
     else:
         per_var = jnp.log(jnp.sum(m_BxTxD * jnp.abs(resid_BxTxD), axis=(0, 1)) / counts + 1e-8)
@@ -100,12 +110,15 @@ def make_loss_fn(model: CausalSEM, penalty: str, fit: str = "mse") -> Callable:
         disen = (cross_correlation(out.z_s, out.z_n) + cross_correlation(out.z_s, out.z_b)
                  + cross_correlation(out.z_n, out.z_b)) / 3.0
         acyclic_weighted = weights.acyclic * h + weights.alpha * h + 0.5 * weights.rho * h**2
-        loss = (weights.recon * fit + weights.sparse * (sparse + sparse_lag)
-                + acyclic_weighted + weights.disen * disen)
+        # L1 per variable (sum of |parent weights| / D): its pull on each edge, relative to the per-variable
+        # fit, is then the same at every D (the logged `sparse` stays the mean over entries).
+        l1_per_var = (d - 1) * sparse + (w_lag.shape[-1] * sparse_lag if n_lags > 0 else 0.0)
+        score = weights.recon * fit + weights.sparse * l1_per_var + weights.disen * disen
+        loss = weights.mu * score + acyclic_weighted
         aux = {"recon": recon, "sparse": sparse, "sparse_lag": sparse_lag, "acyclic": h,
                "disen": disen, "acyclic_weighted": acyclic_weighted,
                "fit": fit, "recon_weighted": weights.recon * fit,
-               "sparse_weighted": weights.sparse * (sparse + sparse_lag),
+               "sparse_weighted": weights.sparse * l1_per_var,
                "disen_weighted": weights.disen * disen}
         return loss, aux
 

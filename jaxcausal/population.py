@@ -65,10 +65,10 @@ def layout(size: int, devices: Sequence[Any] | None = None) -> Layout:
 
 
 def member_weights(members: Sequence[Member]) -> LossWeights:
-    """(P,) float32 loss weights; alpha/rho stay 0 (the pressure state supplies them)."""
+    """(P,) float32 loss weights; alpha/rho/mu are placeholders (the pressure state supplies them)."""
     col = lambda name: jnp.asarray([m.lambdas[name] for m in members], jnp.float32)  # noqa: E731
     zeros = jnp.zeros((len(members),), jnp.float32)
-    return LossWeights(*(col(name) for name in LAMBDA_FIELDS), alpha=zeros, rho=zeros)
+    return LossWeights(*(col(name) for name in LAMBDA_FIELDS), alpha=zeros, rho=zeros, mu=zeros + 1.0)
 
 
 def padded_members(members: Sequence[Member], padded: int) -> list[Member]:

@@ -50,7 +50,7 @@ class TrainState:
     nonfinite_total: jax.Array
 
     def loss_weights(self) -> LossWeights:
-        return self.lambdas._replace(alpha=self.pressure.alpha, rho=self.pressure.rho)
+        return self.lambdas._replace(alpha=self.pressure.alpha, rho=self.pressure.rho, mu=self.pressure.mu)
 
 
 def tree_where(cond, on_true, on_false):
@@ -64,11 +64,13 @@ def init_state(model: CausalSEM, optimizer: optax.GradientTransformation, cfg, s
     init_key, train_key = jax.random.split(key)
     params = model.init(init_key, sample_x)["params"]
     i32 = lambda v: jnp.asarray(v, jnp.int32)  # noqa: E731
+    lambdas = lambdas if lambdas is not None else LossWeights.create(cfg.loss, 0.0)
     return TrainState(
         params=params,
         opt_state=optimizer.init(params),
-        lambdas=lambdas if lambdas is not None else LossWeights.create(cfg.loss, 0.0),
-        pressure=pressure.pressure_init(cfg.dag),
+        lambdas=lambdas,
+        # The path's h weight puts h on the scale of the fit summed over the D variables.
+        pressure=pressure.pressure_init(cfg.dag, lambdas.recon * jnp.float32(1.0 / sample_x.shape[-1])),
         early=EarlyStopState(jnp.float32(-jnp.inf), i32(-1), i32(0), jnp.asarray(False)),
         step=i32(0), epoch=i32(0),
         key=jax.random.key_data(train_key),
@@ -100,11 +102,15 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
     evaluate = make_eval_fn(model, loss_fn, has_truth)
     clip_norm = cfg.optim.clip_norm
     patience, min_epochs = cfg.train.patience, cfg.train.min_epochs
+    path = cfg.dag.schedule == "path"
 
     def train_batches(state: TrainState, data: TrainData):
         weights = state.loss_weights()
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.epoch)
-        order = jax.random.permutation(key, data.x_train.shape[0])[: n_batches * batch_size]
+        n_train = data.x_train.shape[0]
+        passes = -(-n_batches * batch_size // n_train)  # an epoch may span several shuffled passes
+        order = jnp.concatenate([jax.random.permutation(jax.random.fold_in(key, p), n_train) for p in range(passes)]
+                                if passes > 1 else [jax.random.permutation(key, n_train)])[: n_batches * batch_size]
 
         def step(carry, idx):
             params, opt_state, run, total = carry
@@ -112,9 +118,11 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
             (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, weights)
             grad_norm = optax.tree.norm(grads)
             finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-            # The plateau schedule watches the fit, not the acyclicity terms that rise by design.
-            fit = aux["recon_weighted"] + aux["sparse_weighted"] + aux["disen_weighted"]
-            updates, new_opt_state = optimizer.update(grads, opt_state, params, value=fit)
+            if path:  # the plateau watches this inner solve's objective (score + h / mu), fixed within a stage
+                watched = loss / weights.mu
+            else:  # the lagrangian's terms rise by design: watch the fit alone
+                watched = aux["recon_weighted"] + aux["sparse_weighted"] + aux["disen_weighted"]
+            updates, new_opt_state = optimizer.update(grads, opt_state, params, value=watched)
             new_params = optax.apply_updates(params, updates)
             # A non-finite step leaves parameters and optimiser state untouched.
             params = tree_where(finite, new_params, params)
@@ -153,14 +161,22 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
         due = (new_state.step // cfg.dag.steps_per_update) > (state.step // cfg.dag.steps_per_update)
         new_pressure = tree_where(due, pressure.pressure_update(new_state.pressure, h, cfg.dag),
                                   new_state.pressure)
+        if path:
+            # Each stage of the path is a new problem (the score weight fell tenfold): like DAGMA, it starts
+            # a fresh optimiser, whose Adam moments and plateau statistics would otherwise stall it.
+            new_stage = new_pressure.stage != new_state.pressure.stage
+            new_state = new_state.replace(opt_state=tree_where(new_stage, optimizer.init(new_state.params),
+                                                               new_state.opt_state))
         epoch_no = state.epoch + 1
         if has_truth:
             metric = val["sweep"]["f1"][val["best_index"]]
         else:
             metric = -val["val_loss"]
         early = new_state.early
-        improved = jnp.isfinite(metric) & (metric > early.best_metric)
-        bad = jnp.where(improved, 0, early.bad_epochs + 1)
+        # Only epochs trained in the schedule's last stage are candidates (earlier graphs are not yet DAGs).
+        eligible = pressure.final_stage(new_state.pressure, cfg.dag)
+        improved = eligible & jnp.isfinite(metric) & (metric > early.best_metric)
+        bad = jnp.where(improved | ~eligible, 0, early.bad_epochs + 1)
         early = EarlyStopState(
             best_metric=jnp.where(improved, metric, early.best_metric),
             best_epoch=jnp.where(improved, epoch_no, early.best_epoch),
@@ -170,9 +186,10 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
         new_state = new_state.replace(pressure=new_pressure, early=early, epoch=epoch_no)
         # A member that had already stopped stays exactly as it was (population runs).
         new_state = tree_where(state.early.stopped, state, new_state)
-        out = dict(train_metrics, **val, improved=improved & ~state.early.stopped, h=h,
+        out = dict(train_metrics, **val, improved=improved & ~state.early.stopped, eligible=eligible, h=h,
                    learning_rate=cfg.optim.lr * plateau_scale(new_state.opt_state),
-                   rho=new_state.pressure.rho, alpha=new_state.pressure.alpha)
+                   rho=new_state.pressure.rho, alpha=new_state.pressure.alpha, mu=new_state.pressure.mu,
+                   stage=new_state.pressure.stage)
         return new_state, out
 
     return epoch

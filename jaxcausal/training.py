@@ -68,18 +68,39 @@ class Setup:
                              batch_size=self.batch_size, has_truth=self.has_truth)
 
 
+ROWS_PER_BATCH = 2048  # the automatic batch: 64 windows of 32 steps; full batch for static data up to 2048 rows
+
+
 def build(cfg: config_lib.Config, prepared: Prepared | None = None, warn=print) -> Setup:
     prepared = prepared or prepare(cfg)
     n_train, window, d = prepared.x_train.shape
-    batch_size = cfg.train.batch_size
+    batch_size = cfg.train.batch_size or min(max(1, ROWS_PER_BATCH // window), n_train)
     if n_train < batch_size:
         warn(f"WARNING: only {n_train} training windows, fewer than --batch-size {batch_size}; "
              f"using batches of {n_train}")
         batch_size = n_train
-    n_batches = n_train // batch_size
+    # Small (e.g. static) datasets pass over the data several times per epoch, so an epoch is never
+    # a handful of steps and the host's per-epoch work (validation, logging, checkpoint) stays cheap.
+    n_batches = max(n_train // batch_size, cfg.train.min_steps_per_epoch)
     model = build_model(cfg.model, d, window)
     return Setup(cfg, prepared, model, make_loss_fn(model, cfg.loss.penalty, cfg.loss.fit),
                  build_optimizer(cfg.optim, n_batches), batch_size, n_batches)
+
+
+def short_of_path(setup: Setup) -> str | None:
+    """A warning when the run ends before the acyclicity path's last stage, else None."""
+    cfg = setup.cfg
+    if cfg.dag.schedule != "path":
+        return None
+    # The stage moves at most once per epoch, at its end; the first epoch trained in the last stage
+    # is the first candidate for best epoch and early stopping.
+    changes = cfg.dag.path_stages - 1
+    first_final = max(changes, -(-changes * cfg.dag.steps_per_update // setup.n_batches)) + 1
+    if cfg.train.epochs >= first_final:
+        return None
+    return (f"WARNING: --epochs {cfg.train.epochs} ends before the acyclicity path's last stage (epoch {first_final} "
+            f"at {setup.n_batches} steps per epoch); no epoch can be selected as best and the final state is "
+            "exported (raise --epochs or lower --steps-per-update / --path-stages)")
 
 
 def default_run_dir() -> str:
@@ -176,7 +197,8 @@ def epoch_row(out: dict, state_epoch: int, setup: Setup, epoch_time: float) -> d
         "grad_clip_ratio": out["grad_clip_ratio"],
         "max_grad_norm": out["max_grad_norm"],
         "learning_rate": out["learning_rate"],
-        "h": out["h"], "rho": out["rho"], "alpha": out["alpha"],
+        "h": out["h"], "rho": out["rho"], "alpha": out["alpha"], "mu": out["mu"], "stage": int(out["stage"]),
+        "eligible": bool(out["eligible"]),
         "nonfinite_steps": int(out["nonfinite_steps"]),
         "epoch_time": epoch_time,
     }
@@ -222,6 +244,9 @@ def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
             say(f"Resuming {run_dir} from epoch {int(state.epoch)}")
         else:
             state = setup.init_state()
+        short = short_of_path(setup)
+        if short:
+            warn(short)
         reporting.write_json(os.path.join(run_dir, "config.json"), {
             "config": config_lib.to_dict(cfg), "versions": versions(),
             "device": str(jax.devices()[0]), "platform": jax.default_backend(),
@@ -261,6 +286,8 @@ def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
             final = stop_reason is not None or epoch >= cfg.train.epochs
             if bool(out["improved"]) or final or epoch % cfg.train.checkpoint_every == 0:
                 metric = float(out["sweep"]["f1"][out["best_index"]]) if setup.has_truth else -float(out["val_loss"])
+                # Epochs before the schedule's last stage never rank as best (their graphs are not DAGs yet).
+                metric = metric if bool(out["eligible"]) else None
                 ckpts.save(epoch, state, checkpoint_meta(setup, state), metric)
         log.close()
         ckpts.wait()
@@ -356,12 +383,21 @@ def restore_best(setup: Setup, ckpts: checkpoint.Checkpoints, state: TrainState)
         return state, int(state.epoch)
 
 
+def graph_report(setup: Setup, params) -> dict:
+    """`export.graph_report` for this setup: refined on its training split when configured (linear SEM)."""
+    refine_on = None
+    if setup.cfg.train.refine == "hill_climb" and setup.cfg.model.sem == "linear":
+        refine_on = (setup.prepared.x_train, setup.prepared.m_train)
+    noise = "laplace" if setup.cfg.loss.fit == "laplace_nv" else "gaussian"  # the fit's own noise model
+    return export.graph_report(setup.model, params, setup.prepared.truth, setup.cfg.train.graph_threshold,
+                               refine_on=refine_on, noise=noise)
+
+
 def finish_run(setup: Setup, ckpts, run_dir: str, state: TrainState, stop_reason: str,
                health: reporting.HealthMonitor, compile_time: float, train_time: float) -> dict:
     """Export the best epoch's graph and write summary.json; `state` is read, never changed."""
     best_state, best_epoch = restore_best(setup, ckpts, state)
-    report = export.graph_report(setup.model, best_state.params, setup.prepared.truth,
-                                 setup.cfg.train.graph_threshold)
+    report = graph_report(setup, best_state.params)
     names = list(setup.prepared.dataset.names)
     export.write_graph_files(run_dir, report, names)
     export.write_lagged_graph(run_dir, report, names, setup.cfg.train.graph_threshold)
@@ -374,12 +410,13 @@ def finish_run(setup: Setup, ckpts, run_dir: str, state: TrainState, stop_reason
 def summarize(setup: Setup, report: dict, best_epoch: int, state: TrainState, stop_reason: str) -> dict:
     names = list(setup.prepared.dataset.names)
     dag = report["dag"]
-    edges = [{"cause": names[i], "effect": names[j], "weight": float(report["weights"][i, j])}
+    edges = [{"cause": names[i], "effect": names[j], "weight": float(report["edge_weights"][i, j])}
              for i, j in zip(*np.nonzero(dag))]
     summary = {
         "best_epoch": best_epoch, "epochs_run": int(state.epoch), "stop_reason": stop_reason,
         "nonfinite_steps": int(state.nonfinite_total),
-        "graph": {"rule": report["rule"], "edges": edges, "pruned_for_dag": report["pruned_for_dag"]},
+        "graph": {"rule": report["rule"], "edges": edges, "pruned_for_dag": report["pruned_for_dag"],
+                  "refined": report.get("refined")},
         "threshold_table": export.threshold_table(report),
     }
     if "sweep" in report:

@@ -144,7 +144,7 @@ FAST_CASES = {
     "lr_zero": (lambda f, t: ["--lr", "0"], ["'lr' must be > 0, got 0.0"]),
     "lr_negative": (lambda f, t: ["--lr", "-1e-3"], ["'lr' must be > 0, got -0.001"]),
     "lambda_negative": (lambda f, t: ["--lambda-sparse", "-0.1"], ["'lambda_sparse' must be >= 0, got -0.1"]),
-    "batch_size_zero": (lambda f, t: ["--batch-size", "0"], ["'batch_size' must be > 0, got 0"]),
+    "batch_size_negative": (lambda f, t: ["--batch-size", "-1"], ["'batch_size' must be >= 0, got -1"]),
     "threshold_outside_unit": (lambda f, t: ["--graph-threshold", "1.5"],
                                ["'graph_threshold' must lie in [0, 1], got 1.5"]),
     "seed_negative": (lambda f, t: ["--seed", "-1"], ["'seed' must be an integer in [0, "]),

@@ -28,7 +28,10 @@ REAL_MAKE_LOSS_FN = training.make_loss_fn
 
 @pytest.fixture
 def tiny_config(tmp_path):
-    """80 static windows of 5 variables: 64 train = 4 batches of 16, 16 validation."""
+    """80 static windows of 5 variables: 64 train = 4 batches of 16, 16 validation.
+
+    An epoch is max(one pass, --min-steps-per-epoch) steps: the default 50 steps would end epochs
+    mid-pass, so the tests set the epoch length themselves."""
     ds = simulate(seed=5, d=5, n_edges=5, noise="laplace", n_windows=80)
     path = str(tmp_path / "tiny.npz")
     np.savez(path, X=ds.x[:, 0, :], adjacency=ds.truth)
@@ -101,30 +104,40 @@ def test_isolated_nonfinite_gradients_are_skipped_counted_and_training_recovers(
     threshold = float((x0[-1] + x0[-2]) / 2)  # only the window with the largest x0 is above it
     inject(monkeypatch, lambda loss, params, batch, weights:
            nan_gradient_if(jnp.max(batch.x[:, 0, 0]) > threshold, loss))
-    state, summary = training.train_and_evaluate(tiny_config)
-    rows = strict_rows(os.path.join(tiny_config.train.out, "training_log.jsonl"))
-    assert [r["nonfinite_steps"] for r in rows] == [1, 1, 1]  # 64 windows in 4 full batches: once an epoch
+    # Two whole shuffled passes an epoch (8 steps of 16 over 64 windows): each pass holds every window
+    # once, so the poisoned window is in exactly `passes` batches an epoch.
+    cfg = config_lib.replace(tiny_config, {"min_steps_per_epoch": 8})
+    setup = training.build(cfg)
+    passes = setup.n_batches * setup.batch_size // setup.prepared.x_train.shape[0]
+    assert passes == 2 and setup.n_batches * setup.batch_size % setup.prepared.x_train.shape[0] == 0
+    state, summary = training.train_and_evaluate(cfg)
+    rows = strict_rows(os.path.join(cfg.train.out, "training_log.jsonl"))
+    assert [r["nonfinite_steps"] for r in rows] == [passes] * cfg.train.epochs
     assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["val_loss"]) for r in rows)
-    assert summary["stop_reason"] == "max_epochs" and summary["nonfinite_steps"] == 3
+    assert summary["stop_reason"] == "max_epochs" and summary["nonfinite_steps"] == passes * cfg.train.epochs
     assert "exit_code" not in summary
     assert int(state.nonfinite_run) == 0  # the good steps after each skip reset the consecutive count
     assert np.isfinite(np.asarray(state.params["w"])).all()
 
 
 def test_consecutive_nonfinite_steps_stop_cleanly_with_last_good_checkpoint(monkeypatch, tiny_config, capsys):
-    # Batches of 8: 64 training windows make 8 steps an epoch, 16 validation windows one batch of 16.
+    # Batches of 8 (16 validation windows stay one batch of 16); the epoch keeps the default length
+    # (--min-steps-per-epoch, several passes over the 64 training windows).
     cfg = config_lib.replace(tiny_config, {"epochs": 5, "max_nonfinite": 3, "batch_size": 8})
-    inject(monkeypatch, nan_loss_from_step(8, batch_size=8))  # epoch 1 clean, every later step NaN
+    steps = training.build(cfg).n_batches
+    assert steps == cfg.train.min_steps_per_epoch > 64 // 8
+    assert 2 * steps < cfg.dag.steps_per_update  # no stage change (it re-initialises the optimiser) in 2 epochs
+    inject(monkeypatch, nan_loss_from_step(steps, batch_size=8))  # epoch 1 clean, every later step NaN
     state, summary = training.train_and_evaluate(cfg)
     run = cfg.train.out
 
     assert summary["stop_reason"] == "nonfinite" and summary["exit_code"] == 2
-    assert summary["epochs_run"] == 2 and summary["nonfinite_steps"] == 8
+    assert summary["epochs_run"] == 2 and summary["nonfinite_steps"] == steps
     errors = [line for line in capsys.readouterr().err.splitlines() if "non-finite" in line]
-    assert len(errors) == 1 and "8 consecutive non-finite steps" in errors[0] and "epoch 2" in errors[0]
+    assert len(errors) == 1 and f"{steps} consecutive non-finite steps" in errors[0] and "epoch 2" in errors[0]
 
     rows = strict_rows(os.path.join(run, "training_log.jsonl"))
-    assert [r["nonfinite_steps"] for r in rows] == [0, 8]
+    assert [r["nonfinite_steps"] for r in rows] == [0, steps]
     assert np.isfinite(rows[0]["train_loss"]) and np.isfinite(rows[1]["val_loss"])
     assert rows[1]["train_loss"] is None  # no finite step in epoch 2: null in the log, never NaN or 0
     assert strict_file(os.path.join(run, "summary.json"))["stop_reason"] == "nonfinite"
@@ -143,4 +156,4 @@ def test_consecutive_nonfinite_steps_stop_cleanly_with_last_good_checkpoint(monk
     assert_trees_equal(latest.params, good.params)
     assert_trees_equal(latest.opt_state, good.opt_state)
     assert_trees_equal(state.params, good.params)
-    assert int(latest.nonfinite_run) == 8
+    assert int(latest.nonfinite_run) == steps

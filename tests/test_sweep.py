@@ -24,8 +24,12 @@ TOL = dict(rtol=1e-3, atol=1e-6)
 DISEN_TOL = dict(rtol=1e-2, atol=1e-5)
 # 3 lambda_sparse values x 2 seeds = 6 members: on 4 devices that pads to 8.
 GRID = ["--lambda-sparse", "0.005,0.01,0.05", "--seeds", "2"]
-# Members 0-3 run all 8 epochs, members 4 and 5 stop early (and are frozen while the rest go on).
-FLAGS = ["--epochs", "8", "--batch-size", "32", "--patience", "3", "--lr", "0.02", "--quiet"]
+# One pass (6 steps of 32 windows) an epoch and a two-stage path whose last stage starts after epoch 1,
+# so nearly every epoch counts for early stopping. Members 0 (the best) and 1 run all 8 epochs;
+# members 3-5 stop early (4 after epoch 6) and are frozen while the rest go on. (A longer path, with
+# its score weight down to 1e-3, made the 4-device and 1-device trajectories drift apart beyond TOL.)
+FLAGS = ["--epochs", "8", "--batch-size", "32", "--patience", "4", "--lr", "0.02", "--quiet",
+         "--min-steps-per-epoch", "1", "--path-stages", "2", "--steps-per-update", "6"]
 
 
 def write_static_npz(path, truth: bool = True) -> str:
@@ -96,8 +100,12 @@ def test_members_equal_single_train_runs(reference, tmp_path):
     # Two members with the config's seed (a single run splits the data by its seed too): one that
     # runs every epoch and one that stops early while the population goes on.
     same_seed = [m for m in members if m.seed == cfg.train.seed]
-    assert result["members"][same_seed[-1].index]["stop_reason"] == "early_stopping"
-    for m in (same_seed[0], same_seed[-1]):
+    table = result["members"]
+    full = [m for m in same_seed if table[m.index]["stop_reason"] == "max_epochs"]
+    early = [m for m in same_seed if table[m.index]["stop_reason"] == "early_stopping"
+             and table[m.index]["epochs_run"] < cfg.train.epochs]
+    assert full and early, table
+    for m in (full[0], early[0]):
         run_cfg = config_lib.replace(cfg, dict(m.lambdas, out=str(tmp_path / f"m{m.index}")))
         _, summary = train_and_evaluate(run_cfg)
         assert_rows_close(sweep_rows(out, m.index), read_log(str(tmp_path / f"m{m.index}")))
@@ -176,8 +184,10 @@ def test_four_devices_equal_one(reference, tmp_path):
 
 def test_without_truth_selects_label_free(tmp_path):
     data = write_static_npz(tmp_path / "nolabels.npz", truth=False)
+    # A two-stage path whose last stage starts after the first update, so every member has candidate epochs.
     cfg, members = sweep.parse_args(["--data", data, "--out", str(tmp_path / "s"), "--lambda-sparse", "0.01,0.1",
-                                     "--epochs", "3", "--batch-size", "64", "--quiet"])
+                                     "--epochs", "3", "--batch-size", "64", "--min-steps-per-epoch", "1",
+                                     "--path-stages", "2", "--steps-per-update", "1", "--quiet"])
     result = sweep.run_sweep(cfg, members)
     sel = result["selection"]
     assert sel["oracle_member"] is None and sel["label_free_equals_oracle"] is None
