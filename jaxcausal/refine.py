@@ -58,6 +58,7 @@ class _Scorer:
 
 
 MAX_ROWS = 20000  # rows used by the search (the first complete ones): the Laplace score is O(rows)
+MAX_VARS = 200  # above this the search (O(D^2) candidate moves per step) is skipped: the learned DAG stands
 
 
 def _reach(adj: np.ndarray) -> np.ndarray:
@@ -146,10 +147,13 @@ def refine(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, start_DxD: np.ndarray, n
     time); the score decides between them, so no labels are involved. With n_lags > 0 (time
     series), every variable's lagged values x_{t-1..t-n_lags} are fixed covariates of every
     regression, so the instantaneous graph is judged after all lagged effects. Uses complete rows
-    only, at most `max_rows`; None when too few remain to fit (fewer than 2 (D + K) + 10).
+    only, at most `max_rows`; None when too few remain to fit (fewer than 2 (D + K) + 10) or when
+    D > MAX_VARS.
     Returns {dag, coefficients, lagged_coefficients (n_lags, D, D), moves, rows, score, start}.
     """
     n_win, t, d = x_NxTxD.shape
+    if d > MAX_VARS:
+        return None
     lags = min(n_lags, t - 1)
     columns = [x_NxTxD[:, lags - lag: t - lag, :] for lag in range(lags + 1)]
     observed = [mask_NxTxD[:, lags - lag: t - lag, :] for lag in range(lags + 1)]

@@ -84,6 +84,14 @@ def test_missing_values_use_complete_rows_and_too_few_rows_give_none():
     assert refine(x[:10], mask[:10], np.zeros((4, 4))) is None
 
 
+def test_too_many_variables_skip_the_search(monkeypatch):
+    import jaxcausal.refine as refine_module
+    ds = simulate(seed=4, d=4, n_edges=3, n_windows=300)
+    x = standardised(ds)
+    monkeypatch.setattr(refine_module, "MAX_VARS", 3)
+    assert refine(x, np.ones_like(x), np.zeros((4, 4))) is None
+
+
 def test_lagged_coefficients_are_refit_with_the_graph():
     ds = simulate(seed=2, d=4, n_edges=3, noise="laplace", n_windows=400, window=16)
     x = standardised(ds)
