@@ -11,10 +11,11 @@ the penalised Gaussian likelihood of regressing each variable on its parents, or
 counterpart n log(mean |r_j|) (matching the default laplace_nv fit), which also tells the direction
 of an edge when the noise is heavy-tailed. Only strict improvements are taken.
 
-Everything works from the (D + K) x (D + K) covariance of the training data, so a pass costs the
-same for 1e3 or 1e6 rows. For time series, each variable's learned lagged parents enter its
-regression as fixed covariates (the K extra columns). Shapes: N rows, D variables, K covariates.
-The search is plain numpy: it runs once per export, after training, and is discrete.
+Coefficients come from the (D + K) x (D + K) covariance of the training rows; the Gaussian score
+needs nothing else, the Laplace score one residual pass over the rows (at most MAX_ROWS). For time
+series, every variable's lagged values enter every regression as fixed covariates (the K = L * D
+extra columns). Shapes: N rows, D variables, K covariates. The search is plain numpy: it runs once
+per export, after training, and is discrete.
 """
 from __future__ import annotations
 
