@@ -46,13 +46,17 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
     report = {"weights": weights, "scores": scores, "lagged": lagged}
     label_free = scores > graph_threshold
 
-    def export_from(chosen: np.ndarray) -> dict:
+    def acyclic(chosen: np.ndarray) -> dict:
         dag = graphs.enforce_dag(np.where(chosen, scores, 0.0))
-        out = {"dag": dag, "edge_weights": weights, "pruned_for_dag": int(chosen.sum() - (dag > 0).sum())}
-        refined = None if refine_on is None else refine_lib.refine(*refine_on, dag, n_lags=lagged.shape[0],
-                                                                   noise=noise)
-        if refined is not None:
-            before, after = dag > 0, refined["dag"]
+        return {"dag": dag, "edge_weights": weights, "pruned_for_dag": int(chosen.sum() - (dag > 0).sum())}
+
+    def refined_exports(chosen_sets: list[np.ndarray]) -> list[dict]:
+        """The acyclic export of each edge set, refined in one search (`refine`) when configured."""
+        outs = [acyclic(c) for c in chosen_sets]
+        results = None if refine_on is None else refine_lib.refine(*refine_on, [o["dag"] for o in outs],
+                                                                   n_lags=lagged.shape[0], noise=noise)
+        for out, refined in zip(outs, results or []):
+            before, after = out["dag"] > 0, refined["dag"]
             out["refined"] = {"start": refined["start"], "moves": refined["moves"], "rows": refined["rows"],
                               "score": refined["score"], "noise": noise,
                               "added": int((after & ~before & ~before.T).sum()),
@@ -63,7 +67,7 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
                 out["lagged_edge_weights"] = refined["lagged_coefficients"]
             # Edge strength for ordering; a refit coefficient is never exactly 0, the floor only guards it.
             out["dag"] = np.where(after, np.maximum(np.abs(refined["coefficients"]), 1e-12), 0.0).astype(np.float32)
-        return out
+        return outs
 
     def metrics_of(dag: np.ndarray) -> dict:
         return _floats(_metrics_at(jnp.asarray((dag > 0).astype(np.float32)), jnp.asarray(truth, jnp.float32),
@@ -78,13 +82,14 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
         report.update(
             sweep={k: np.asarray(v) for k, v in sweep.items()}, best_index=best,
             best_threshold=float(metrics_lib.THRESHOLDS[best]),
-            label_free=metrics_of(export_from(label_free)["dag"]),
             auprc=float(metrics_lib.auprc(scores=scores, truth=truth)),
             rule=f"validation-best threshold {metrics_lib.THRESHOLDS[best]:.2f} on scores scaled to [0, 1]")
+        exported, label_free_export = refined_exports([chosen, label_free])
+        report["label_free"] = metrics_of(label_free_export["dag"])
     else:
-        chosen = label_free
         report["rule"] = f"label-free: raw edge score > {graph_threshold}"
-    report.update(export_from(chosen))
+        (exported,) = refined_exports([label_free])
+    report.update(exported)
     if "refined" in report:
         report["rule"] += f"; refined by hill climbing on a {noise} BIC"
     if truth is not None:

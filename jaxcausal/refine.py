@@ -19,6 +19,8 @@ per export, after training, and is discrete.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -139,10 +141,11 @@ def hill_climb(z: np.ndarray, start_DxD: np.ndarray, *, fixed: list[np.ndarray] 
     return adj, coef, moves, float(current.sum()), covariate_coef
 
 
-def refine(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, start_DxD: np.ndarray, n_lags: int = 0,
-           noise: str = "gaussian", max_rows: int = MAX_ROWS) -> dict | None:
-    """Hill-climb on the training windows (standardised, missing = 0) from two starts, the learned
-    DAG `start_DxD` and the empty graph, and keep the result with the lower score (ties: learned).
+def refine(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, starts: Sequence[np.ndarray], n_lags: int = 0,
+           noise: str = "gaussian", max_rows: int = MAX_ROWS) -> list[dict] | None:
+    """Hill-climb on the training windows (standardised, missing = 0) from each learned DAG in
+    `starts` and from the empty graph; for each start keep the result with the lower score (ties:
+    the learned start). The empty-graph search is shared by all starts and runs once.
 
     Two starts guard against a poor learned graph (the search from it can only move one edge at a
     time); the score decides between them, so no labels are involved. With n_lags > 0 (time
@@ -150,7 +153,8 @@ def refine(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, start_DxD: np.ndarray, n
     regression, so the instantaneous graph is judged after all lagged effects. Uses complete rows
     only, at most `max_rows`; None when too few remain to fit (fewer than 2 (D + K) + 10) or when
     D > MAX_VARS.
-    Returns {dag, coefficients, lagged_coefficients (n_lags, D, D), moves, rows, score, start}.
+    Returns one {dag, coefficients, lagged_coefficients (n_lags, D, D), moves, rows, score, start}
+    per start.
     """
     n_win, t, d = x_NxTxD.shape
     if d > MAX_VARS:
@@ -166,12 +170,13 @@ def refine(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, start_DxD: np.ndarray, n
         return None
     z = z - z.mean(axis=0)
     fixed = [np.arange(d, d + k)] * d
-    best = None
-    for name, begin in (("learned", start_DxD), ("empty", np.zeros_like(start_DxD))):
+
+    def search(name: str, begin: np.ndarray) -> dict:
         dag, coef, moves, score, lag_coef = hill_climb(z, begin, fixed=fixed, noise=noise)
-        if best is None or score < best["score"]:
-            best = {"dag": dag, "coefficients": coef.astype(np.float32), "moves": moves, "rows": int(len(z)),
-                    "score": score, "start": name,
-                    # [lag - 1, i, j]: x_{t-lag, i} -> x_{t, j}, refit alongside the refined graph.
-                    "lagged_coefficients": lag_coef.reshape(lags, d, d).astype(np.float32)}
-    return best
+        return {"dag": dag, "coefficients": coef.astype(np.float32), "moves": moves, "rows": int(len(z)),
+                "score": score, "start": name,
+                # [lag - 1, i, j]: x_{t-lag, i} -> x_{t, j}, refit alongside the refined graph.
+                "lagged_coefficients": lag_coef.reshape(lags, d, d).astype(np.float32)}
+
+    from_empty = search("empty", np.zeros((d, d)))
+    return [min(search("learned", begin), from_empty, key=lambda r: r["score"]) for begin in starts]

@@ -48,15 +48,33 @@ def test_laplace_score_orients_a_non_gaussian_pair_and_gaussian_cannot():
 def test_refine_recovers_an_easy_graph_from_the_empty_start():
     ds = simulate(seed=5, d=6, n_edges=6, noise="laplace", n_windows=3000)
     x = standardised(ds)
-    out = refine(x, np.ones_like(x), np.zeros((6, 6)), noise="laplace")
+    out = refine(x, np.ones_like(x), [np.zeros((6, 6))], noise="laplace")[0]
     assert out["start"] in ("learned", "empty")
     np.testing.assert_array_equal(out["dag"], ds.truth.astype(bool))
+
+
+def test_several_starts_share_one_empty_search(monkeypatch):
+    import jaxcausal.refine as refine_module
+    ds = simulate(seed=5, d=6, n_edges=6, noise="laplace", n_windows=3000)
+    x = standardised(ds)
+    calls = []
+    original = refine_module.hill_climb
+    monkeypatch.setattr(refine_module, "hill_climb", lambda z, begin, **kw: calls.append(begin.sum()) or
+                        original(z, begin, **kw))
+    starts = [ds.truth.astype(float), np.zeros((6, 6)), np.triu(np.ones((6, 6)), k=1)]
+    outs = refine(x, np.ones_like(x), starts, noise="laplace")
+    assert len(outs) == 3 and len(calls) == 4  # one search per start plus one shared empty-graph search
+    for start, out in zip(starts, outs):  # the same answer as refining from that start alone
+        alone = refine(x, np.ones_like(x), [start], noise="laplace")[0]
+        assert out.keys() == alone.keys()
+        for k, v in alone.items():
+            assert np.array_equal(out[k], v) if isinstance(v, np.ndarray) else out[k] == v, k
 
 
 def test_refine_keeps_the_better_of_the_two_starts():
     ds = simulate(seed=5, d=6, n_edges=6, noise="laplace", n_windows=3000)
     x = standardised(ds)
-    from_truth = refine(x, np.ones_like(x), ds.truth.astype(float), noise="laplace")
+    from_truth = refine(x, np.ones_like(x), [ds.truth.astype(float)], noise="laplace")[0]
     assert from_truth["start"] == "learned"  # the truth is already optimal: ties go to the learned start
     np.testing.assert_array_equal(from_truth["dag"], ds.truth.astype(bool))
 
@@ -64,11 +82,11 @@ def test_refine_keeps_the_better_of_the_two_starts():
 def test_time_series_lags_are_covariates_not_edges():
     ds = simulate(seed=2, d=5, n_edges=4, noise="laplace", n_windows=200, window=16)
     x = standardised(ds)
-    out = refine(x, np.ones_like(x), np.zeros((5, 5)), n_lags=1, noise="laplace")
+    out = refine(x, np.ones_like(x), [np.zeros((5, 5))], n_lags=1, noise="laplace")[0]
     assert out["dag"].shape == (5, 5) and graphs.is_dag(out["dag"])
     assert out["rows"] == 200 * 15  # the first step of each window has no lagged values
     # Without the lagged covariates, autocorrelation shows up as spurious instantaneous edges.
-    without = refine(x, np.ones_like(x), np.zeros((5, 5)), n_lags=0, noise="laplace")
+    without = refine(x, np.ones_like(x), [np.zeros((5, 5))], n_lags=0, noise="laplace")[0]
     truth = ds.truth.astype(bool)
     errors = lambda dag: int((dag != truth).sum())  # noqa: E731
     assert errors(out["dag"]) <= errors(without["dag"])
@@ -79,9 +97,9 @@ def test_missing_values_use_complete_rows_and_too_few_rows_give_none():
     x = standardised(ds)
     mask = np.ones_like(x)
     mask[::2, 0, 1] = 0
-    out = refine(x, mask, np.zeros((4, 4)))
+    out = refine(x, mask, [np.zeros((4, 4))])[0]
     assert out["rows"] == 150
-    assert refine(x[:10], mask[:10], np.zeros((4, 4))) is None
+    assert refine(x[:10], mask[:10], [np.zeros((4, 4))]) is None
 
 
 def test_too_many_variables_skip_the_search(monkeypatch):
@@ -89,13 +107,13 @@ def test_too_many_variables_skip_the_search(monkeypatch):
     ds = simulate(seed=4, d=4, n_edges=3, n_windows=300)
     x = standardised(ds)
     monkeypatch.setattr(refine_module, "MAX_VARS", 3)
-    assert refine(x, np.ones_like(x), np.zeros((4, 4))) is None
+    assert refine(x, np.ones_like(x), [np.zeros((4, 4))]) is None
 
 
 def test_lagged_coefficients_are_refit_with_the_graph():
     ds = simulate(seed=2, d=4, n_edges=3, noise="laplace", n_windows=400, window=16)
     x = standardised(ds)
-    out = refine(x, np.ones_like(x), ds.truth.astype(float), n_lags=1, noise="laplace")
+    out = refine(x, np.ones_like(x), [ds.truth.astype(float)], n_lags=1, noise="laplace")[0]
     lag = out["lagged_coefficients"]
     assert lag.shape == (1, 4, 4)
     # On this small, strongly lagged series the refit recovers the lag-1 graph exactly.
