@@ -28,6 +28,9 @@ class DataConfig:
     val_fraction: float = 0.2  # fraction of windows held out for validation
     standardize: str = "column"  # column: per variable (the original) | global: one common scale | none
     builtin_seed: int = 0  # seed of the built-in dataset's generator
+    columns: str = ""  # CSV: comma-separated variable columns to keep, in this order; "" = all
+    drop: str = ""  # CSV: comma-separated columns to drop (ids, categories)
+    time_col: str = ""  # CSV: sort rows by this column, then drop it from the variables
 
 
 @dataclasses.dataclass(frozen=True)
