@@ -19,82 +19,136 @@ from typing import Any
 from jaxcausal.errors import InputError
 
 
+INT32_MAX = 2**31 - 1  # counters, seeds and sizes live in int32 arrays on the device
+# Allowed-value rules: name -> (test, the phrase after "must" in the error and the help line).
+RULES = {
+    "positive": (lambda v: v > 0, "be > 0"),
+    "non_negative": (lambda v: v >= 0, "be >= 0"),
+    "unit_interval": (lambda v: 0 <= v <= 1, "lie in [0, 1]"),
+    "open_unit_interval": (lambda v: 0 < v < 1, "lie strictly between 0 and 1"),
+    "at_least_one": (lambda v: v >= 1, "be >= 1"),
+    "seed": (lambda v: 0 <= v <= INT32_MAX, f"be an integer in [0, {INT32_MAX}]"),
+}
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), rules: tuple[str, ...] = (),
+            resumable: bool = False, metavar: str = "") -> Any:
+    """A config field with its schema: one help line, allowed choices or range rules, and whether
+    it may change on --resume (only settings that leave the epochs already run unchanged may)."""
+    assert all(r in RULES for r in rules), rules
+    assert not choices or default in choices, (default, choices)
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": tuple(choices), "rules": tuple(rules), "resumable": resumable, "metavar": metavar})
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    data: str = ""  # .npz / .npy / .csv file; "" = the built-in synthetic dataset
-    truth: str = ""  # ground-truth graph file (D x D matrix or cause,effect edge list)
-    window: int = 0  # cut a long (rows = time steps) series into windows of this length; 0 = as stored
-    stride: int = 0  # step between window starts; 0 = window (no overlap)
-    val_fraction: float = 0.2  # fraction of windows held out for validation
-    standardize: str = "column"  # column: per variable (the original) | global: one common scale | none
-    builtin_seed: int = 0  # seed of the built-in dataset's generator
-    columns: str = ""  # CSV: comma-separated variable columns to keep, in this order; "" = all
-    drop: str = ""  # CSV: comma-separated columns to drop (ids, categories)
-    time_col: str = ""  # CSV: sort rows by this column, then drop it from the variables
+    data: str = setting("", ".npz / .npy / .csv data file; empty = the built-in synthetic dataset", metavar="FILE")
+    truth: str = setting("", "ground-truth graph file: a D x D matrix (.npy/.csv) or a cause,effect edge-list CSV",
+                         metavar="FILE")
+    window: int = setting(0, "cut one long series (rows = time steps) into windows of this length; 0 = as stored",
+                          rules=("non_negative",))
+    stride: int = setting(0, "step between window starts; 0 = the window length (no overlap)",
+                          rules=("non_negative",))
+    val_fraction: float = setting(0.2, "fraction of windows held out for validation (seeded split)",
+                                  rules=("open_unit_interval",))
+    standardize: str = setting("column", "input scaling: column = per variable, global = one common scale, none",
+                               choices=("column", "global", "none"))
+    builtin_seed: int = setting(0, "seed of the built-in dataset's generator", rules=("seed",))
+    columns: str = setting("", "CSV: comma-separated variable columns to keep, in this order; empty = all",
+                           metavar="A,B,...")
+    drop: str = setting("", "CSV: comma-separated columns to drop (ids, categories)", metavar="A,B,...")
+    time_col: str = setting("", "CSV: sort rows by this column, then drop it from the variables",
+                            metavar="COLUMN")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    sem: str = "linear"  # linear: X_hat = X W | mlp: one small MLP per variable, edge score = first-layer norm
-    hidden: int = 16  # hidden units per variable of the MLP SEM
-    max_lag: int = 1  # lagged parents X_{t-1..t-L} for time-series windows (0: instantaneous only)
-    latent_dim: int = 4  # width of each latent block z_s, z_n, z_b
-    background: bool = True  # z_b adds a per-window constant offset (time series only, never for T=1)
+    sem: str = setting("linear", "structural model: linear (X_hat = X W) or mlp (one small MLP per variable)",
+                       choices=("linear", "mlp"))
+    hidden: int = setting(16, "hidden units per variable of the MLP SEM", rules=("positive",))
+    max_lag: int = setting(1, "lagged parents X[t-1..t-L] for time-series windows; 0 = instantaneous only",
+                           rules=("non_negative",))
+    latent_dim: int = setting(4, "width of each latent block z_s, z_n, z_b", rules=("positive",))
+    background: bool = setting(True, "z_b adds a per-window constant offset (time series only, never for T = 1)")
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    fit: str = "laplace_nv"  # data-fit term: mse | gauss_ev | gauss_nv | laplace_nv (see losses.fit_term)
+    fit: str = setting("laplace_nv", "data-fit term: mse, Gaussian with equal (gauss_ev) or per-variable "
+                       "(gauss_nv) variances, Laplace per variable (laplace_nv)",
+                       choices=("mse", "gauss_ev", "gauss_nv", "laplace_nv"))
     # Small weights keep gradient norms below the clip (1.0) so clipping stays a guard against spikes;
     # Adam's steps do not depend on the overall scale. Ratios are what matter: sparse / recon = 0.05.
-    lambda_recon: float = 0.02
-    lambda_sparse: float = 1e-3  # on the L1 per variable, sum |W| / D: 0.05 per edge relative to the fit (lags share it)
-    lambda_acyclic: float = 0.0  # fixed weight on h(W); the pressure schedule ([dag]) does the real work
-    lambda_disen: float = 1e-4
-    penalty: str = "trace_power"  # trace_power | expm | logdet
+    lambda_recon: float = setting(0.02, "weight of the data-fit term", rules=("non_negative",))
+    lambda_sparse: float = setting(1e-3, "weight of the L1 term sum |W| / D (lags share it)",
+                                   rules=("non_negative",))
+    lambda_acyclic: float = setting(0.0, "fixed weight on the acyclicity penalty h(W), added to the --schedule",
+                                    rules=("non_negative",))
+    lambda_disen: float = setting(1e-4, "weight of the disentanglement term between latent blocks",
+                                  rules=("non_negative",))
+    penalty: str = setting("trace_power", "acyclicity penalty h(W)", choices=("trace_power", "expm", "logdet"))
 
 
 @dataclasses.dataclass(frozen=True)
 class DagConfig:
     """Increasing acyclicity pressure (see jaxcausal/pressure.py), updated after each inner solve."""
 
-    schedule: str = "path"  # path: DAGMA-style falling score weight | lagrangian: NOTEARS augmented Lagrangian
-    steps_per_update: int = 1000  # optimiser steps between pressure updates (one inner solve)
-    mu_factor: float = 0.1  # path: score weight multiplied by this after each inner solve
-    path_stages: int = 4  # path: score weights 1, mu_factor, ..., mu_factor**(stages-1); the last runs on
-    rho_init: float = 2e-4  # lagrangian: initial quadratic weight
-    rho_growth: float = 3.0  # lagrangian: rho *= growth after an inner solve where h fell by less than h_progress
-    rho_max: float = 1e6  # lagrangian
-    h_progress: float = 0.25  # lagrangian: required fraction: h_new < h_progress * h_old, else rho grows
-    h_tol: float = 1e-7  # h below this counts as a DAG: no further pressure increase
+    schedule: str = setting("path", "acyclicity pressure: path = DAGMA-style falling score weight, "
+                            "lagrangian = NOTEARS augmented Lagrangian", choices=("path", "lagrangian"))
+    steps_per_update: int = setting(1000, "optimiser steps between pressure updates (one inner solve)",
+                                    rules=("positive",))
+    mu_factor: float = setting(0.1, "path: score weight multiplied by this after each inner solve",
+                               rules=("positive", "unit_interval"))
+    path_stages: int = setting(4, "path: score weights 1, mu_factor, ..., mu_factor**(stages-1); the last runs on",
+                               rules=("positive",))
+    rho_init: float = setting(2e-4, "lagrangian: initial quadratic weight", rules=("non_negative",))
+    rho_growth: float = setting(3.0, "lagrangian: rho *= this after an inner solve where h fell too little",
+                                rules=("at_least_one",))
+    rho_max: float = setting(1e6, "lagrangian: upper bound of rho", rules=("positive",))
+    h_progress: float = setting(0.25, "lagrangian: rho grows unless h_new < h_progress * h_old",
+                                rules=("unit_interval",))
+    h_tol: float = setting(1e-7, "h below this counts as a DAG: no further pressure increase",
+                           rules=("non_negative",))
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 5e-3  # the original's 5e-4 moves W too slowly for the acyclicity path (README)
-    weight_decay: float = 1e-4
-    clip_norm: float = 1.0
-    plateau_factor: float = 0.5
-    plateau_patience: int = 3  # epochs
-    plateau_cooldown: int = 1  # epochs
-    max_nonfinite: int = 20  # consecutive non-finite steps before training stops
+    # The original's 5e-4 moves W too slowly for the acyclicity path.
+    lr: float = setting(5e-3, "AdamW learning rate", rules=("positive",))
+    weight_decay: float = setting(1e-4, "AdamW weight decay", rules=("non_negative",))
+    clip_norm: float = setting(1.0, "clip gradients to this global norm", rules=("positive",))
+    plateau_factor: float = setting(0.5, "learning rate multiplied by this on a plateau of the training loss",
+                                    rules=("positive", "unit_interval"))
+    plateau_patience: int = setting(3, "epochs without improvement before the plateau cut",
+                                    rules=("non_negative",))
+    plateau_cooldown: int = setting(1, "epochs after a plateau cut before the next can start",
+                                    rules=("non_negative",))
+    max_nonfinite: int = setting(20, "consecutive non-finite (skipped) steps before training stops",
+                                 rules=("positive",), resumable=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 0  # windows per batch; 0 = about 2048 rows (time steps): 64 windows of 32, or all rows of small static data
-    min_steps_per_epoch: int = 50  # an epoch is one pass over the training windows, repeated up to this many steps
-    seed: int = 1337
-    patience: int = 20  # early stopping: epochs without improvement of val F1 (val loss without truth)
-    min_epochs: int = 0  # never stop early before this epoch
-    graph_threshold: float = 0.1  # label-free rule: keep edges with |standardised effect| above this
-    refine: str = "hill_climb"  # hill_climb: refine the exported DAG on a Gaussian BIC (linear SEM) | none
-    out: str = ""  # run directory; "" = runs/<timestamp>
-    overwrite: bool = False  # allow writing into an existing, non-empty run directory
-    checkpoint_every: int = 1  # epochs between checkpoints
-    keep_checkpoints: int = 2  # latest checkpoints kept besides the best one
-    quiet: bool = False  # no per-epoch console lines
+    epochs: int = setting(200, "maximum number of epochs", rules=("positive",), resumable=True)
+    batch_size: int = setting(0, "windows per batch; 0 = about 2048 rows (64 windows of 32, or all rows of "
+                              "small static data)", rules=("non_negative",))
+    min_steps_per_epoch: int = setting(50, "an epoch is one pass over the training windows, repeated up to "
+                                       "this many steps", rules=("positive",))
+    seed: int = setting(1337, "seed of the split, the initialisation and the shuffling", rules=("seed",))
+    patience: int = setting(20, "early stopping: epochs without improvement of val F1 (val loss without "
+                            "truth); 0 = off", rules=("non_negative",), resumable=True)
+    min_epochs: int = setting(0, "never stop early before this epoch", rules=("non_negative",), resumable=True)
+    graph_threshold: float = setting(0.1, "label-free rule: keep edges with |standardised effect| above this",
+                                     rules=("unit_interval",), resumable=True)
+    refine: str = setting("hill_climb", "refine the exported DAG: hill_climb on a BIC score, or none",
+                          choices=("hill_climb", "none"))
+    out: str = setting("", "run directory; empty = runs/<timestamp>", resumable=True, metavar="DIR")
+    overwrite: bool = setting(False, "allow writing into an existing, non-empty run directory", resumable=True)
+    checkpoint_every: int = setting(1, "epochs between checkpoints", rules=("positive",), resumable=True)
+    keep_checkpoints: int = setting(2, "latest checkpoints kept besides the best one", rules=("positive",),
+                                    resumable=True)
+    quiet: bool = setting(False, "no per-epoch console lines", resumable=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,23 +162,30 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
-CHOICES = {
-    "standardize": ("column", "global", "none"),
-    "schedule": ("path", "lagrangian"),
-    "refine": ("hill_climb", "none"),
-    "sem": ("linear", "mlp"),
-    "penalty": ("trace_power", "expm", "logdet"),
-    "fit": ("mse", "gauss_ev", "gauss_nv", "laplace_nv"),
-}
-POSITIVE = {"lr", "clip_norm", "rho_max", "epochs", "plateau_factor",
-            "hidden", "latent_dim", "checkpoint_every", "steps_per_update", "keep_checkpoints", "max_nonfinite",
-            "rho_growth", "path_stages", "mu_factor", "min_steps_per_epoch"}
-NON_NEGATIVE = {"lambda_recon", "lambda_sparse", "lambda_acyclic", "lambda_disen", "weight_decay",
-                "max_lag", "patience", "min_epochs", "plateau_patience", "plateau_cooldown",
-                "window", "stride", "h_tol", "batch_size", "graph_threshold", "rho_init"}
-UNIT_INTERVAL = {"val_fraction", "mu_factor", "h_progress", "graph_threshold", "plateau_factor"}
-SEEDS = {"seed", "builtin_seed"}
-INT32_MAX = 2**31 - 1  # counters, seeds and sizes live in int32 arrays on the device
+
+
+def schema() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Every leaf field name -> (section, its dataclass Field, whose metadata holds the schema)."""
+    leaves: dict[str, tuple[str, dataclasses.Field]] = {}
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default):
+            assert f.name not in leaves, f"leaf name {f.name} is not unique"
+            leaves[f.name] = (section.name, f)
+    return leaves
+
+
+def _with_rule(rule: str) -> frozenset[str]:
+    return frozenset(name for name, (_, f) in schema().items() if rule in f.metadata["rules"])
+
+
+# Views of the schema, for code that asks one question of it.
+CHOICES = {name: f.metadata["choices"] for name, (_, f) in schema().items() if f.metadata["choices"]}
+POSITIVE = _with_rule("positive")
+NON_NEGATIVE = _with_rule("non_negative")
+UNIT_INTERVAL = _with_rule("unit_interval")
+SEEDS = _with_rule("seed")
+RESUMABLE = frozenset(name for name, (_, f) in schema().items() if f.metadata["resumable"])
+LAMBDA_FIELDS = tuple(f.name for f in dataclasses.fields(LossConfig) if f.name.startswith("lambda_"))
 
 
 def _section_classes() -> dict[str, type]:
@@ -173,26 +234,20 @@ def _coerce(name: str, typ: type, value: Any, where: str) -> Any:
 
 def validate(config: Config, where: str = "config") -> Config:
     """Range and choice checks on every leaf; raises InputError naming the field."""
+    fields = schema()
     for section in SECTIONS:
         for name, value in dataclasses.asdict(getattr(config, section)).items():
+            meta = fields[name][1].metadata
             if isinstance(value, float) and not math.isfinite(value):
                 raise InputError(f"{where}: '{name}' must be finite, got {value}")
-            if name in CHOICES and value not in CHOICES[name]:
-                raise InputError(f"{where}: '{name}' must be one of {', '.join(CHOICES[name])}, got {value!r}")
-            if name in POSITIVE and value <= 0:
-                raise InputError(f"{where}: '{name}' must be > 0, got {value}")
-            if name in NON_NEGATIVE and value < 0:
-                raise InputError(f"{where}: '{name}' must be >= 0, got {value}")
-            if name in UNIT_INTERVAL and not 0 <= value <= 1:
-                raise InputError(f"{where}: '{name}' must lie in [0, 1], got {value}")
-            if name in SEEDS and not 0 <= value <= INT32_MAX:
-                raise InputError(f"{where}: '{name}' must be an integer in [0, {INT32_MAX}], got {value}")
+            if meta["choices"] and value not in meta["choices"]:
+                raise InputError(f"{where}: '{name}' must be one of {', '.join(meta['choices'])}, got {value!r}")
+            for rule in meta["rules"]:
+                test, phrase = RULES[rule]
+                if not test(value):
+                    raise InputError(f"{where}: '{name}' must {phrase}, got {value}")
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT32_MAX:
                 raise InputError(f"{where}: '{name}' is too large ({value}); the limit is {INT32_MAX}")
-    if not 0 < config.data.val_fraction < 1:
-        raise InputError(f"{where}: 'val_fraction' must lie strictly between 0 and 1, got {config.data.val_fraction}")
-    if config.dag.rho_growth < 1:
-        raise InputError(f"{where}: 'rho_growth' must be >= 1, got {config.dag.rho_growth}")
     return config
 
 
@@ -280,16 +335,44 @@ def fingerprint(config: Config) -> str:
     return json.dumps(to_dict(config), sort_keys=True)
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return '""' if value == "" else str(value)
+
+
+def describe(name: str) -> str:
+    """One help line for a leaf field: its meaning, default, allowed values and --resume rule."""
+    _, f = schema()[name]
+    meta = f.metadata
+    parts = [f"default {_shown(f.default)}"]
+    if meta["choices"]:
+        parts.append(f"one of {', '.join(meta['choices'])}")
+    parts += [RULES[rule][1].split(" ", 1)[1] for rule in meta["rules"]]  # "be > 0" -> "> 0"
+    if meta["resumable"]:
+        parts.append("may change on --resume")
+    return f"{meta['help']} ({'; '.join(parts)})"
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    """Add one `--leaf-name` flag per config field; defaults are None so only given flags override."""
+    """Add one `--leaf-name` flag per config field, grouped by section, with help from the schema;
+    defaults are None so only given flags override."""
+    groups: dict[str, Any] = {}
     for name, (section, typ) in leaf_fields().items():
+        if section not in groups:
+            groups[section] = parser.add_argument_group(f"[{section}] settings (also TOML keys)")
         flag = "--" + name.replace("_", "-")
+        text = describe(name).replace("%", "%%")  # argparse %-formats help strings
         if typ is bool:
-            parser.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
-                                help=f"[{section}]")
+            groups[section].add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
+                                         help=text)
         else:
-            parser.add_argument(flag, dest=name, default=None, metavar=typ.__name__.upper(),
-                                help=f"[{section}]")
+            choices = CHOICES.get(name)
+            metavar = schema()[name][1].metadata["metavar"] or (
+                "{" + ",".join(choices) + "}" if choices else typ.__name__.upper())
+            groups[section].add_argument(flag, dest=name, default=None, metavar=metavar, help=text)
 
 
 def from_args(args: argparse.Namespace, base: Config | None = None) -> Config:

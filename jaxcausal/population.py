@@ -25,7 +25,7 @@ from jaxcausal import reporting
 from jaxcausal.losses import LossWeights
 from jaxcausal.steps import TrainState, init_state, tree_where
 
-LAMBDA_FIELDS = ("lambda_recon", "lambda_sparse", "lambda_acyclic", "lambda_disen")
+from jaxcausal.config import LAMBDA_FIELDS  # the loss weights a sweep grids over, in schema order
 AXIS = "pop"
 LABEL_FREE_RULE = ("lowest 2 * val_nll + edges * log(n) / (n * D): held-out negative log-likelihood per "
                    "variable (the fit term; 1/2 log(recon) for --fit mse) plus a BIC complexity term, edges = "

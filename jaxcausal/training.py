@@ -30,9 +30,7 @@ from jaxcausal.steps import TrainData, TrainState, init_state, make_epoch_fn
 
 RUN_FILES = ("config.json", "training_log.jsonl", "summary.json", "graph.csv", "weights.npy",
              "weights_lagged.npy", "graph_lagged.csv", "checkpoints", "evaluation")
-# Settings that may change on --resume: they do not alter the trajectory of the epochs already run.
-RESUMABLE = {"epochs", "patience", "min_epochs", "quiet", "checkpoint_every", "keep_checkpoints",
-             "out", "overwrite", "graph_threshold", "max_nonfinite"}
+RESUMABLE = config_lib.RESUMABLE  # settings that may change on --resume, marked in the schema
 EXIT_NONFINITE = 2  # like bad input: the run stopped on a numerical fault (see README, Troubleshooting)
 EXIT_SIGNAL_BASE = 128  # interrupted runs exit with 128 + signal number (130 SIGINT, 143 SIGTERM)
 
