@@ -13,9 +13,10 @@ EXIT_BAD_INPUT = 2
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit code 2."""
+    """argparse, but a usage error is one line on stderr and exit code 2, and flags are never abbreviated."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # `--epoch 5` is a typo to report, not a prefix of --epochs
         super().__init__(*args, **kwargs)
         # Python < 3.13 reads `--lr -1e-3` as a flag named -1e-3 ("expected one argument"), which
         # hides the real problem; accept scientific notation so the value check names it instead.
