@@ -1,4 +1,9 @@
-"""jaxcausal: learn causal graphs from time series and tabular data with JAX."""
+"""jaxcausal: learn causal graphs from time series and tabular data with JAX.
+
+The public names are imported on first use, so `import jaxcausal.graphs` (or the data generator, or
+the config schema) does not pay for jax, flax, optax and orbax.
+"""
+import importlib
 import os
 
 # jax runs CPU LAPACK (slogdet's LU and the triangular solves of its gradient) through scipy's
@@ -8,18 +13,26 @@ import os
 # so it is set here, before anything in the package can import scipy; a value the user set wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from jaxcausal.config import Config
-from jaxcausal.training import train_and_evaluate
-
 __version__ = "0.1.0"
-__all__ = ["Config", "load", "train_and_evaluate", "__version__"]
+
+# public name -> the module that defines it
+_LAZY = {
+    "Config": "jaxcausal.config",
+    "train_and_evaluate": "jaxcausal.training",
+    "load": "jaxcausal.evaluate",
+    "fit": "jaxcausal.api",
+    "Result": "jaxcausal.api",
+}
+__all__ = [*_LAZY, "__version__"]
 
 
-def load(run_dir: str, *, data: str | None = None, truth: str | None = None, epoch: int | None = None):
-    """A trained run at its best epoch (or `epoch`): `.model`, `.params`, `.standardizer`, `.config`, `.graph`.
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'jaxcausal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-    See `jaxcausal.evaluate.load`; imported here on first use so that `python -m jaxcausal.evaluate`
-    does not find its own module already loaded.
-    """
-    from jaxcausal.evaluate import load as load_run
-    return load_run(run_dir, data=data, truth=truth, epoch=epoch)
+
+def __dir__():
+    return sorted({*globals(), *_LAZY})

@@ -27,6 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from jaxcausal import rundir
 from jaxcausal.errors import InputError
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -36,10 +37,14 @@ _EXPECTED_WARNINGS = ("did not provide metrics", "read only", "read_only=True")
 
 class _QuietExpected(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in record.getMessage() for text in _EXPECTED_WARNINGS)
+        # A full or read-only disk is reported once, as one line, by rundir.RunLock; orbax's
+        # background threads would otherwise log a traceback per failed write.
+        if rundir.disk_fault(record.exc_info[1] if record.exc_info else None) is not None:
+            return False
+        return not any(text in record.getMessage() for text in _EXPECTED_WARNINGS + rundir.DISK_MESSAGES)
 
 
-logging.getLogger("absl").addFilter(_QuietExpected())
+_QUIET_EXPECTED = _QuietExpected()
 
 
 def _ranking(metrics: dict) -> tuple[float, float]:
@@ -68,6 +73,8 @@ class Checkpoints:
 
     def __init__(self, directory: str, keep: int = 2, read_only: bool = False):
         self.directory = os.path.abspath(directory)
+        # Added here, not on import, so importing the package leaves the global absl logger alone.
+        logging.getLogger("absl").addFilter(_QUIET_EXPECTED)  # a no-op once added
         if read_only and not os.path.isdir(self.directory):
             raise InputError(f"{self.directory}: no such checkpoints directory (is the run directory right?)")
         policy = pp.AnyPreservationPolicy([

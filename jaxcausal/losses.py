@@ -52,7 +52,8 @@ def cross_correlation(a_BxK: jax.Array, b_BxK: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(unit(a_BxK).T @ unit(b_BxK) / a_BxK.shape[0]))
 
 
-def fit_term(kind: str, resid_BxTxD: jax.Array, m_BxTxD: jax.Array, adj_DxD: jax.Array, linear: bool) -> jax.Array:
+def fit_term(kind: str, resid_BxTxD: jax.Array, m_BxTxD: jax.Array, adj_DxD: jax.Array | None,
+             linear: bool) -> jax.Array:
     """The data-fit term actually minimised (the logged `recon` is always the masked MSE).
 
     mse:        masked mean squared error (the original; favours whatever has the largest variance).
@@ -66,9 +67,9 @@ def fit_term(kind: str, resid_BxTxD: jax.Array, m_BxTxD: jax.Array, adj_DxD: jax
     non-Gaussian (heavy-tailed), which least squares cannot on standardised data. For the linear SEM
     they include -log|det(I - W)| / D, zero on DAGs, keeping the likelihood proper while W is cyclic.
     """
-    counts = jnp.maximum(jnp.sum(m_BxTxD, axis=(0, 1)), 1.0)
     if kind == "mse":
         return jnp.sum(m_BxTxD * resid_BxTxD**2) / jnp.maximum(jnp.sum(m_BxTxD), 1.0)
+    counts = jnp.maximum(jnp.sum(m_BxTxD, axis=(0, 1)), 1.0)
     if kind == "gauss_ev":
         # One noise variance shared by all variables (GOLEM-EV): identifiable from the raw variances.
         value = 0.5 * jnp.log(jnp.sum(m_BxTxD * resid_BxTxD**2) / jnp.sum(counts) + 1e-8)
@@ -99,9 +100,9 @@ def make_loss_fn(model: CausalSEM, penalty: str, fit: str = "mse") -> Callable:
         valid_T = (jnp.arange(batch.x.shape[1]) >= n_lags).astype(jnp.float32)
         m = batch.mask * valid_T[None, :, None]
         resid = out.x_hat - batch.x
-        recon = jnp.sum(m * resid**2) / jnp.maximum(jnp.sum(m), 1.0)
+        recon = fit_term("mse", resid, m, None, linear=False)  # logged whatever the fit
         adj = model.apply(variables, method=CausalSEM.adjacency)
-        fit = recon if fit_kind == "mse" else fit_term(fit_kind, resid, m, adj, linear)
+        fit = fit_term(fit_kind, resid, m, adj, linear)
         d = adj.shape[0]
         sparse = jnp.sum(jnp.abs(adj) * off_diagonal(d)) / (d * (d - 1))
         w_lag = model.apply(variables, method=CausalSEM.lag_weights)

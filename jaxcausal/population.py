@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,22 +22,17 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxcausal import reporting
+from jaxcausal.config import LAMBDA_FIELDS  # the loss weights a sweep grids over, in schema order
 from jaxcausal.losses import LossWeights
 from jaxcausal.steps import TrainState, init_state, tree_where
 
-from jaxcausal.config import LAMBDA_FIELDS  # the loss weights a sweep grids over, in schema order
+if TYPE_CHECKING:  # a grid point, defined with the grid
+    from jaxcausal.sweep import Member
+
 AXIS = "pop"
 LABEL_FREE_RULE = ("lowest 2 * val_nll + edges * log(n) / (n * D): held-out negative log-likelihood per "
                    "variable (the fit term; 1/2 log(recon) for --fit mse) plus a BIC complexity term, edges = "
                    "edge score > --graph-threshold, n = validation rows, at each member's best epoch")
-
-
-class Member(NamedTuple):
-    """One grid point: its index in the population, its loss weights and its seed."""
-
-    index: int
-    lambdas: dict[str, float]  # {lambda_recon, lambda_sparse, lambda_acyclic, lambda_disen}
-    seed: int
 
 
 class Layout(NamedTuple):

@@ -43,13 +43,7 @@ def write_json(path: str, value: Any) -> None:
 class JsonlLog:
     """Append-only per-epoch log, flushed and fsynced after every line."""
 
-    def __init__(self, path: str, keep_epochs: int | None = None):
-        if keep_epochs is not None and os.path.exists(path):
-            # On resume, drop lines for epochs after the restored checkpoint: they will be redone.
-            with open(path) as f:
-                lines = [l for l in f if l.strip() and json.loads(l).get("epoch", 0) <= keep_epochs]
-            with open(path, "w") as f:
-                f.writelines(lines)
+    def __init__(self, path: str):
         self._f = open(path, "a")
 
     def write(self, row: dict) -> None:

@@ -17,7 +17,7 @@ import optax
 from jaxcausal import metrics as metrics_lib
 from jaxcausal import pressure
 from jaxcausal.losses import Batch, LossWeights
-from jaxcausal.model import CausalSEM
+from jaxcausal.model import CausalSEM, edge_scores
 from jaxcausal.optim import plateau_scale
 
 
@@ -84,7 +84,7 @@ def make_eval_fn(model: CausalSEM, loss_fn: Callable, has_truth: bool) -> Callab
 
     def evaluate(params, weights: LossWeights, x, m, truth):
         loss, aux = loss_fn(params, Batch(x, m), weights)
-        scores = jnp.abs(model.apply({"params": params}, method=CausalSEM.adjacency))
+        scores = edge_scores(model, params)
         out = {"val_loss": loss, "val_aux": aux, "scores": scores}
         if has_truth:
             sweep = metrics_lib.threshold_sweep(scores=metrics_lib.scale_scores(scores), truth=truth,

@@ -21,15 +21,25 @@ import itertools
 import os
 import sys
 import time
+from typing import NamedTuple
 
-import jax
 import numpy as np
 
-from jaxcausal import checkpoint, cli, config as config_lib, population, reporting, training
+# jax and everything built on it (checkpoint, population, training) are imported inside the functions
+# that train, so a bad flag or grid value is reported without loading jax.
+from jaxcausal import cli, config as config_lib, reporting
 from jaxcausal.errors import InputError
-from jaxcausal.population import LAMBDA_FIELDS, Member, Record, member_table, select
 
 SWEEP_FILES = ("sweep_log.jsonl", "sweep.csv", "sweep.json", "best")
+LAMBDA_FIELDS = config_lib.LAMBDA_FIELDS  # the grid's axes
+
+
+class Member(NamedTuple):
+    """One grid point: its index in the population, its loss weights and its seed."""
+
+    index: int
+    lambdas: dict[str, float]  # {lambda_recon, lambda_sparse, lambda_acyclic, lambda_disen}
+    seed: int
 
 
 def flag(name: str) -> str:
@@ -66,6 +76,7 @@ def grid_members(cfg: config_lib.Config, grid: dict[str, list[float]], n_seeds: 
 
 def prepare_sweep_dir(out: str, overwrite: bool, clear: bool = True) -> None:
     """Refuse a directory holding sweep results unless --overwrite; with `clear`, empty and create it."""
+    from jaxcausal import training
     training.prepare_output_dir(out, overwrite, files=SWEEP_FILES, what="sweep directory",
                                 alternatives="choose another --out or pass --overwrite", clear=clear)
 
@@ -77,6 +88,9 @@ def prepare_sweep_dir(out: str, overwrite: bool, clear: bool = True) -> None:
 def run_sweep(cfg: config_lib.Config, members: list[Member], *, stream=sys.stdout,
               devices=None) -> dict:
     """Train `members` as one population and write the sweep directory. Returns sweep.json's content."""
+    import jax
+    from jaxcausal import population, training
+    from jaxcausal.population import Record, member_table, select
     say = (lambda *a: None) if cfg.train.quiet else (lambda *a: print(*a, file=stream, flush=True))
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     out_dir = cfg.train.out or training.default_run_dir()
@@ -150,7 +164,7 @@ def run_sweep(cfg: config_lib.Config, members: list[Member], *, stream=sys.stdou
     return result
 
 
-def progress_line(records: list[Record], epoch: int, epochs: int, halted, dt: float, has_truth: bool) -> str:
+def progress_line(records: list[population.Record], epoch: int, epochs: int, halted, dt: float, has_truth: bool) -> str:
     active = sum(1 for r in records if not halted[r.member.index])
     line = f"Epoch {epoch:>{max(len(str(epochs)), 3)}}/{epochs} | Active: {active}/{len(records)}"
     rated = [r for r in records if r.at_best]
@@ -164,10 +178,12 @@ def grid_axes(members: list[Member]) -> dict[str, list[float]]:
     return {name: sorted({m.lambdas[name] for m in members}) for name in LAMBDA_FIELDS}
 
 
-def write_best_run(setup, record: Record, state, best_state, run_dir: str, compile_time: float,
+def write_best_run(setup, record: population.Record, state, best_state, run_dir: str, compile_time: float,
                    train_time: float) -> dict:
     """The selected member as a train run directory: config, log, checkpoints (best + latest),
     graph files and summary, through the same functions `train_and_evaluate` uses."""
+    import jax
+    from jaxcausal import checkpoint, training
     m = record.member
     # The config keeps the split seed: evaluate and --resume rebuild the same validation windows;
     # the member's own seed lives on in the checkpoint (its PRNG key) and in the "sweep" block.

@@ -7,7 +7,6 @@ import sys
 
 from jaxcausal import cli, config as config_lib
 from jaxcausal.errors import InputError
-from jaxcausal.training import check_resumable, train_and_evaluate
 
 
 def parser() -> cli.Parser:
@@ -35,6 +34,8 @@ def saved_config(run_dir: str) -> config_lib.Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Imported after parsing: a bad flag is reported without loading jax.
+    from jaxcausal.training import check_resumable, train_and_evaluate
     if args.resume:
         saved = saved_config(args.resume)
         cfg = config_lib.from_args(args, base=saved)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -157,7 +156,6 @@ def test_best_run_dir_resumes(reference, tmp_path):
     assert check_run(best).returncode == 0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jaxcausal.evaluate") is None, reason="jaxcausal.evaluate not present")
 def test_best_run_dir_evaluates(reference):
     _, _, _, out, _ = reference
     result = run_cli(os.path.join(out, "best"), module="jaxcausal.evaluate")

@@ -1,0 +1,68 @@
+"""Imports without side effects: the numpy-only layer and bad command lines never load jax.
+
+Each check runs in a fresh interpreter, since this test process has jax loaded already.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_numpy_only_modules_do_not_import_jax():
+    result = run_python(
+        "import sys\n"
+        "import jaxcausal, jaxcausal.graphs, jaxcausal.errors, jaxcausal.config, jaxcausal.cli, jaxcausal.data\n"
+        "import jaxcausal.prepare, jaxcausal.reporting\n"
+        "loaded = sorted(m for m in ('jax', 'flax', 'optax', 'orbax') if m in sys.modules)\n"
+        "assert not loaded, loaded\n")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("module", ["train", "sweep"])
+def test_bad_flag_is_reported_without_jax(module):
+    result = run_python(
+        "import sys\n"
+        f"from jaxcausal import cli, {module}\n"
+        "code = None\n"
+        "try:\n"
+        f"    cli.run({module}.main, ['--bogus-flag'])\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "assert code == 2, code\n"
+        "assert 'jax' not in sys.modules\n")
+    assert result.returncode == 0, result.stderr
+    assert "unrecognized arguments: --bogus-flag" in result.stderr
+
+
+def test_public_names_load_on_first_use():
+    result = run_python(
+        "import sys, jaxcausal\n"
+        "assert 'jax' not in sys.modules\n"
+        "from jaxcausal import config, training\n"
+        "assert jaxcausal.Config is config.Config\n"
+        "assert jaxcausal.train_and_evaluate is training.train_and_evaluate\n"
+        "assert set(jaxcausal.__all__) <= set(dir(jaxcausal))\n"
+        "try:\n"
+        "    jaxcausal.no_such_name\n"
+        "except AttributeError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n")
+    assert result.returncode == 0, result.stderr
+
+
+def test_importing_checkpoint_leaves_the_absl_logger_alone():
+    result = run_python(
+        "import logging\n"
+        "before = list(logging.getLogger('absl').filters)\n"
+        "import jaxcausal.checkpoint\n"
+        "assert logging.getLogger('absl').filters == before, logging.getLogger('absl').filters\n")
+    assert result.returncode == 0, result.stderr
