@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcausal import checkpoint, config as config_lib, export, reporting
+from jaxcausal import checkpoint, config as config_lib, export, reporting, rundir
 from jaxcausal.errors import InputError
 from jaxcausal.losses import make_loss_fn
 from jaxcausal.model import build_model
@@ -230,6 +230,14 @@ def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     run_dir = resume or cfg.train.out or default_run_dir()
     setup = build(cfg, warn=warn)  # data first: bad input never creates or clears a run directory
+    # One process per run directory, locked before anything in it is cleared (jaxcausal/rundir.py).
+    with rundir.RunLock(run_dir, warn=warn):
+        return _train_locked(cfg, setup, run_dir, resume, say, warn)
+
+
+def _train_locked(cfg: config_lib.Config, setup: Setup, run_dir: str, resume: str | None,
+                  say, warn) -> tuple[TrainState, dict]:
+    """The body of `train_and_evaluate`, run while this process holds the run directory's lock."""
     if not resume:
         prepare_output_dir(run_dir, cfg.train.overwrite)
     for w in setup.prepared.warnings:

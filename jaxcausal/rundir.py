@@ -1,0 +1,149 @@
+"""One process per run directory, and disk faults turned into one line.
+
+`RunLock(run_dir)` holds an exclusive `fcntl.flock` on `run_dir/.lock` for as long as a run writes
+there. The kernel drops the lock when its process dies, however it dies, so a lock that can be
+taken but whose file still names a holder was left by a killed process: it is taken over with a
+warning. A second process on the same directory (a new run, or a --resume while a run is going)
+is refused with one line naming the holder's pid and host.
+
+Inside the lock, a write that fails because the disk is full or read-only (ENOSPC, EDQUOT, EROFS;
+orbax and tensorstore report them in several wrappers) becomes `WriteError`: one line, exit 2.
+Checkpoints are written to a temporary directory and renamed when complete, so the last complete
+checkpoint stays valid and `--resume` continues once space is back.
+"""
+from __future__ import annotations
+
+import datetime
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+
+from jaxcausal.errors import InputError
+
+LOCK_NAME = ".lock"
+DISK_ERRNOS = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
+               errno.EROFS: "Read-only file system"}
+DISK_MESSAGES = tuple(DISK_ERRNOS.values())
+
+
+class WriteError(InputError):
+    """A run directory cannot be written (disk full, quota, read-only); reaches users as one line, exit 2."""
+
+
+def disk_fault(exc: BaseException | None) -> OSError | None:
+    """The disk-full / read-only OSError behind `exc` (its causes and contexts included), else None.
+
+    tensorstore reports ENOSPC as a ValueError with the OS message in its text, hence the text match.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return exc
+        text = str(exc)
+        for code, message in DISK_ERRNOS.items():
+            if message in text:
+                return OSError(code, message)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _describe(holder: dict) -> str:
+    return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, started {holder.get('started', '?')}"
+
+
+class RunLock:
+    """Exclusive use of a run directory (created if missing) for the `with` block.
+
+    warn: prints one-line warnings (a stale lock taken over). resume_hint: the command that
+    continues the run, named when a disk fault stops it.
+    """
+
+    def __init__(self, run_dir: str, *, warn=None, resume_hint: str | None = None):
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, LOCK_NAME)
+        self.warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.resume_hint = resume_hint or f"python -m jaxcausal.train --resume {run_dir}"
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        if os.path.exists(self.run_dir) and not os.path.isdir(self.run_dir):
+            raise InputError(f"{self.run_dir}: --out exists and is not a directory")
+        try:
+            os.makedirs(self.run_dir, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise self._cannot_write(err, "cannot create the run directory's lock file") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._read(fd)
+            os.close(fd)
+            raise InputError(f"{self.run_dir}: another jaxcausal process is using this run directory "
+                             f"({_describe(holder)}); wait for it to finish, or choose another --out") from None
+        self._fd = fd
+        stale = self._read(fd)
+        if stale:  # a clean release empties the file: its content was left by a process that died
+            self.warn(f"WARNING: {self.run_dir}: took over the stale lock of {_describe(stale)} "
+                      "(that process is gone, killed?)")
+        try:
+            record = {"pid": os.getpid(), "host": socket.gethostname(),
+                      "started": datetime.datetime.now().isoformat(timespec="seconds"), "argv": sys.argv}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+            os.fsync(fd)
+        except OSError as err:
+            self._release()
+            raise self._cannot_write(err, "cannot write the lock file") from None
+        return self
+
+    def __exit__(self, typ, exc, tb) -> bool:
+        self._release()
+        if exc is None or isinstance(exc, InputError):
+            return False
+        fault = disk_fault(exc)
+        if fault is not None:
+            raise self._cannot_write(fault, "stopped: cannot write") from None
+        return False
+
+    def _cannot_write(self, err: OSError, what: str) -> WriteError:
+        where = err.filename if isinstance(err.filename, str) else self.run_dir
+        reason = err.strerror or DISK_ERRNOS.get(err.errno, str(err))
+        if err.errno in DISK_ERRNOS:
+            steps = self.complete_checkpoints()
+            kept = (f"the last complete checkpoint (epoch {steps[-1]}) is kept" if steps else
+                    "no checkpoint was complete yet, so a resume starts again from epoch 0")
+            fix = f"{kept}; free space (or make the disk writable), then continue with: {self.resume_hint}"
+        else:
+            fix = "check the path and its permissions"
+        return WriteError(f"{where}: {what} ({reason}); {fix}")
+
+    def complete_checkpoints(self) -> list[int]:
+        """Epochs with a complete checkpoint: orbax renames a step's temporary directory to its number last."""
+        try:
+            names = os.listdir(os.path.join(self.run_dir, "checkpoints"))
+        except OSError:
+            return []
+        return sorted(int(name) for name in names if name.isdigit())
+
+    def _release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)  # empty = released cleanly; needs no free space
+        except OSError:
+            pass  # read-only now: the next holder sees a stale record and warns, which is harmless
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    @staticmethod
+    def _read(fd: int) -> dict:
+        try:
+            text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+            return json.loads(text) if text else {}
+        except (OSError, ValueError):
+            return {"pid": "?", "host": "?"}
