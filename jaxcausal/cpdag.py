@@ -39,7 +39,8 @@ def _dag(dag, what: str = "dag") -> np.ndarray:
 def _pdag(pdag, what: str = "pdag") -> np.ndarray:
     edges = _square(pdag, what) != 0
     if edges.diagonal().any():
-        raise ValueError(f"{what} has a nonzero diagonal entry at node {int(np.argmax(edges.diagonal()))}")
+        node = int(np.argmax(edges.diagonal()))
+        raise ValueError(f"{what} has a nonzero diagonal entry at node {node}")
     return edges
 
 
@@ -237,7 +238,8 @@ def dag_from_pdag(pdag) -> np.ndarray:
                 stack.append(y)
     if alive.any():
         stuck = np.flatnonzero(alive)
-        raise ValueError(f"pdag has no consistent DAG extension (stuck at nodes {stuck[:10].tolist()})")
+        raise ValueError("pdag has no consistent DAG extension "
+                         f"(stuck at nodes {stuck[:10].tolist()})")
     return dag.astype(np.int8)
 
 
@@ -310,7 +312,8 @@ def compare(*, pred, true, true_lagged=None, pred_lagged=None) -> dict:
     tp_directed = int((directed & true_g).sum())
     tp = tp_directed + int((und_once & true_skeleton).sum())
     precision, recall = _ratio(tp, edge_count), _ratio(tp, true_count)
-    strict_precision, strict_recall = _ratio(tp_directed, edge_count), _ratio(tp_directed, true_count)
+    strict_precision = _ratio(tp_directed, edge_count)
+    strict_recall = _ratio(tp_directed, true_count)
     tp_skeleton = int((pred_skeleton & true_skeleton & upper).sum())
     skeleton_precision = _ratio(tp_skeleton, int((pred_skeleton & upper).sum()))
     skeleton_recall = _ratio(tp_skeleton, int((true_skeleton & upper).sum()))
