@@ -41,7 +41,8 @@ class Dataset:
     names: D variable names. truth: (D, D) int8 0/1, [i, j] = 1 means i -> j (instantaneous).
     truth_lagged: (L, D, D) int8, [l-1, i, j] = 1 means x_{t-l, i} -> x_{t, j} (generator only).
     source: file path or generator description. warnings: notes from loading (e.g. a binarised
-    weighted truth) for the caller to show once.
+    weighted truth) for the caller to show once. rows, rows_unused, missing_cells: what the file
+    held before windowing, for `jaxcausal.prepare.Prepared.describe`.
     """
 
     x: np.ndarray
@@ -51,6 +52,9 @@ class Dataset:
     truth_lagged: np.ndarray | None = None
     source: str = ""
     warnings: tuple[str, ...] = ()
+    rows: int | None = None  # rows (time steps) of the file before it was cut into windows; None = not cut
+    rows_unused: int = 0  # of those, rows in no window (the tail after the last full window)
+    missing_cells: int | None = None  # missing cells in the file as read; None = count them in mask
 
     def __post_init__(self):
         object.__setattr__(self, "names", tuple(self.names))

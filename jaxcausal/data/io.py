@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from jaxcausal.data import memory
+from jaxcausal.data.columns import Selection, select_array, time_order
 from jaxcausal.data.dataset import Dataset, default_names, fold_missing
 from jaxcausal.graphs import find_cycle
 from jaxcausal.errors import InputError
@@ -23,36 +25,53 @@ TRUTH_SUFFIXES = (".npy", ".csv", ".npz")
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})  # compared lower-cased
 
 
-def load_data(path: str | os.PathLike, *, window: int | None = None, stride: int | None = None) -> Dataset:
+def load_data(path: str | os.PathLike, *, window: int | None = None, stride: int | None = None,
+              columns: str | Sequence[str] | None = None, drop: str | Sequence[str] | None = None,
+              time_col: str | None = None) -> Dataset:
     """Load X (N, D) static or (N, T, D) windows; optional mask, adjacency and names from .npz.
 
     window / stride (None or 0 = as stored / = window) cut a 2-D file whose rows are time steps
     into windows (N, window, D); windows overlap when stride < window, which leaks between a
     window-level train/validation split. NaN/Inf (and mask == 0) become missing entries.
+    columns / drop (comma-separated names or sequences) choose the variables; time_col sorts the
+    rows by that column (numbers, or ISO dates in a CSV) and leaves it out (see data/columns.py).
     """
     path, suffix = _existing_file(path, DATA_SUFFIXES, "data")
+    selection = Selection.from_flags(columns, drop, time_col)
     with _reading(path, "data"):
-        return _load_data(path, suffix, window, stride)
+        return _load_data(path, suffix, window, stride, selection)
 
 
-def _load_data(path: str, suffix: str, window: int | None, stride: int | None) -> Dataset:
+def _load_data(path: str, suffix: str, window: int | None, stride: int | None, selection: Selection) -> Dataset:
     names, mask, adjacency = None, None, None
     if suffix == ".npz":
         x, mask, adjacency, names = _read_npz(path)
     elif suffix == ".npy":
         x = _read_npy(path, "X")
     else:
-        x, names = _read_data_csv(path)
+        x, names = _read_data_csv(path, selection)
     x, mask = _check_x(path, x, mask)
+    names = default_names(x.shape[-1]) if names is None else names
+    if selection.active and suffix != ".csv":  # the CSV reader selects before parsing numbers
+        x, mask, adjacency, names = select_array(path, x, mask, adjacency, names, selection)
+    if x.shape[-1] < 2:
+        raise InputError(f"{path}: X has {x.shape[-1]} variable ({', '.join(names)}); need at least 2 variables "
+                         "to learn a graph (check --columns/--drop, or that the file is comma-separated)")
+    missing = int((~np.isfinite(x) if mask is None else ~np.isfinite(x) | ~mask).sum())
+    rows = rows_unused = None
     if window or stride:
+        rows = x.shape[0]
         x, mask = _cut_windows(path, x, mask, window, stride)
+        covered = np.zeros(rows, bool)
+        covered[(np.arange(x.shape[0]) * (stride or window))[:, None] + np.arange(window)] = True
+        rows_unused = int(rows - covered.sum())
     if x.ndim == 2:
         x, mask = x[:, None, :], (None if mask is None else mask[:, None, :])
     x32, mask32 = fold_missing(x, mask)
-    names = default_names(x.shape[-1]) if names is None else names
     _check_columns(path, x32, mask32, names)
     truth, warnings = (None, []) if adjacency is None else truth_from_matrix(path, adjacency, names)
-    return Dataset(x=x32, mask=mask32, names=names, truth=truth, source=path, warnings=tuple(warnings))
+    return Dataset(x=x32, mask=mask32, names=names, truth=truth, source=path, warnings=tuple(warnings),
+                   rows=rows, rows_unused=rows_unused or 0, missing_cells=missing)
 
 
 def load_truth(path: str | os.PathLike, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -156,6 +175,7 @@ def _existing_file(path, suffixes: tuple[str, ...], what: str) -> tuple[str, str
 
 
 def _read_npy(path: str, what: str) -> np.ndarray:
+    memory.check_npy_file(path, what)  # from the header, before a byte of the array is allocated
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError):  # object arrays (never unpickled), foreign or truncated files
@@ -200,6 +220,7 @@ def _read_npz_key(path: str, archive, key: str, required: bool = False) -> np.nd
             raise InputError(f"{path}: no array '{key}' in the .npz (found: {', '.join(archive.files) or 'none'}); "
                              f"save it with np.savez(path, {key}=...)")
         return None
+    memory.check_npz_member(path, archive, key)
     try:
         return archive[key]
     except ValueError as err:
@@ -301,13 +322,14 @@ def _numeric_rows(path: str, rows, columns: Sequence[str], *, missing_ok: bool) 
             try:
                 table[r, c] = float(cell)
             except ValueError:
-                fix = "fix it or leave the cell empty to mark it missing" if missing_ok else "use 0 or 1"
+                fix = (f"fix it, leave the cell empty to mark it missing, or leave the column out with "
+                       f"--drop {columns[c]}") if missing_ok else "use 0 or 1"
                 raise InputError(f"{path}: line {line}, column '{columns[c]}': {cell!r} is not a number; {fix}") \
                     from None
     return table
 
 
-def _read_data_csv(path: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def _read_data_csv(path: str, selection: Selection) -> tuple[np.ndarray, tuple[str, ...]]:
     rows = _read_csv(path)
     if not rows:
         raise InputError(f"{path}: has only blank lines; give a header of variable names and one row per sample")
@@ -324,7 +346,17 @@ def _read_data_csv(path: str) -> tuple[np.ndarray, tuple[str, ...]]:
         raise InputError(f"{path}: header repeats the name(s) {', '.join(repeated)}; make names unique")
     if not body:
         raise InputError(f"{path}: has a header but no data rows")
-    return _numeric_rows(path, body, header, missing_ok=True), tuple(header)
+    keep, time_index = selection.resolve(path, header) if selection.active else (list(range(len(header))), None)
+    if selection.active:
+        for line, cells in body:  # before picking cells, so a short row is named as such
+            if len(cells) != len(header):
+                raise InputError(f"{path}: line {line} has {len(cells)} cells, expected {len(header)}; "
+                                 "make every row as long as the first")
+        if time_index is not None:
+            body = [body[r] for r in time_order(path, header[time_index], [(ln, c[time_index]) for ln, c in body])]
+        body = [(line, [cells[j] for j in keep]) for line, cells in body]
+    names = [header[j] for j in keep]
+    return _numeric_rows(path, body, names, missing_ok=True), tuple(names)
 
 
 def _truth_csv_matrix(path: str, rows, names: tuple[str, ...]) -> np.ndarray:
