@@ -141,14 +141,28 @@ class TrainConfig:
     min_epochs: int = setting(0, "never stop early before this epoch", rules=("non_negative",), resumable=True)
     graph_threshold: float = setting(0.1, "label-free rule: keep edges with |standardised effect| above this",
                                      rules=("unit_interval",), resumable=True)
-    refine: str = setting("hill_climb", "refine the exported DAG: hill_climb on a BIC score, or none",
-                          choices=("hill_climb", "none"))
     out: str = setting("", "run directory; empty = runs/<timestamp>", resumable=True, metavar="DIR")
     overwrite: bool = setting(False, "allow writing into an existing, non-empty run directory", resumable=True)
     checkpoint_every: int = setting(1, "epochs between checkpoints", rules=("positive",), resumable=True)
     keep_checkpoints: int = setting(2, "latest checkpoints kept besides the best one", rules=("positive",),
                                     resumable=True)
     quiet: bool = setting(False, "no per-epoch console lines", resumable=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The exported graph: a search over causal orders, started from the trained model (structure.py)."""
+
+    graph_search: str = setting("order", "order: best-order search started from the trained W, under the noise "
+                                "model the data choose; threshold: W thresholded (the original system)",
+                                choices=("order", "threshold"), resumable=True)
+    noise: str = setting("auto", "noise model of the search: auto = lowest BIC of gauss_ev (one variance), "
+                         "gauss_nv (a variance per variable: CPDAG output), laplace",
+                         choices=("auto", "gauss_ev", "gauss_nv", "laplace"), resumable=True)
+    penalty_discount: float = setting(2.0, "BIC penalty per parent, in units of log(n)/2", rules=("positive",),
+                                      resumable=True)
+    search_rows: int = setting(20000, "rows the search uses at most (evenly spaced complete rows)",
+                               rules=("positive",), resumable=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +173,7 @@ class Config:
     dag: DagConfig = DagConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    search: SearchConfig = SearchConfig()
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}

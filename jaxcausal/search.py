@@ -1,0 +1,412 @@
+"""Order-based search for the exported graph: best-order search with grow-shrink parents.
+
+A causal order fixes a DAG: each variable takes, as parents, the subset of its predecessors (and,
+for time series, of the lagged values, which precede everything) chosen by grow-shrink on its local
+score. The search relocates one variable at a time to the position in the order that lowers the
+total score most (BOSS-style moves), until no relocation helps. Every state is a DAG consistent
+with its order, so the search never returns a cycle, and a move is taken only when it lowers the
+total, so the result never scores worse than its start.
+
+Local scores (lower is better), n rows, pen = penalty_discount * log(n) / 2 per parent:
+- gauss_nv: n/2 log(RSS_j / n), Gaussian with a variance per variable;
+- gauss_ev: n RSS_j / (2 n sigma^2) with one shared variance sigma^2, re-estimated between passes;
+- laplace: n log(mean |r_j|), Laplace with a scale per variable (coefficients are least squares).
+Parents are grown and shrunk on the Gaussian criterion of the model (sufficient statistics only);
+the Laplace score then judges the order by its residuals, which breaks the Gaussian ties inside an
+equivalence class when the noise is heavy-tailed.
+
+Shapes: n rows, D variables, A = D + L*D design columns (the variables, then their lags); a
+problem is one (target, candidate set) pair, batched as rows of (B, A) masks.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+NOISES = ("gauss_nv", "gauss_ev", "laplace")
+LOCAL_ALL = 150  # designs up to this many columns consider every column a potential parent
+
+
+@dataclasses.dataclass
+class Design:
+    """The rows a search scores: z (n, A) centred columns, cov (A + 1, A + 1) with a null column.
+
+    The extra column A has unit variance and no covariance: padded parent slots point at it.
+    allowed[i, j]: column i may be a parent of variable j (prior knowledge, no self loops);
+    required[i, j]: it must be; local[i, j]: i is a potential parent (a superset of j's parents).
+    """
+
+    z: np.ndarray
+    d: int
+    pen: float
+    allowed: np.ndarray
+    required: np.ndarray
+    local: np.ndarray
+    cov: np.ndarray = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        n, a = self.z.shape
+        cov = np.zeros((a + 1, a + 1))
+        cov[:a, :a] = self.z.T @ self.z / n
+        cov[a, a] = 1.0
+        self.cov = cov
+        self.zpad = np.concatenate([self.z, np.zeros((n, 1))], axis=1)
+
+    @property
+    def n(self) -> int:
+        return self.z.shape[0]
+
+    @property
+    def a(self) -> int:
+        return self.z.shape[1]
+
+
+def make_design(z: np.ndarray, d: int, *, penalty_discount: float = 2.0, allowed: np.ndarray | None = None,
+                required: np.ndarray | None = None) -> Design:
+    """A Design from rows z (n, A) of the D variables then their lags; columns are centred here."""
+    z = np.asarray(z, np.float64)
+    z = z - z.mean(axis=0)
+    n, a = z.shape
+    base = np.ones((a, d), bool)
+    base[np.arange(d), np.arange(d)] = False
+    allowed = base if allowed is None else base & np.asarray(allowed, bool)
+    required = np.zeros((a, d), bool) if required is None else np.asarray(required, bool) & allowed
+    local = allowed & (potential_parents(z, d) | required)
+    return Design(z, d, penalty_discount * 0.5 * np.log(n), allowed, required, local)
+
+
+def potential_parents(z: np.ndarray, d: int, alpha_z: float = 3.3) -> np.ndarray:
+    """(A, D) bool: columns whose partial correlation with variable j, given all other columns, is
+    not negligible (Fisher z above alpha_z, about p < 1e-3); all columns for small designs.
+
+    The parents of j are in its Markov blanket, which under faithfulness is this set, so the search
+    loses nothing by considering only these candidates, and its cost no longer grows as D^2 per move.
+    """
+    n, a = z.shape
+    if a <= LOCAL_ALL or n <= a + 10:
+        return np.ones((a, d), bool)
+    sd = z.std(axis=0)
+    corr = (z.T @ z) / n / np.outer(sd, sd)
+    precision = np.linalg.inv(corr + 1e-6 * np.eye(a))
+    diag = np.sqrt(np.diag(precision))
+    partial = -precision / np.outer(diag, diag)
+    stat = np.abs(np.arctanh(np.clip(partial, -0.999999, 0.999999))) * np.sqrt(n - a - 1)
+    return stat[:, :d] > alpha_z
+
+
+@dataclasses.dataclass
+class Fit:
+    """Grow-shrink results for B problems: parents (B, K) column indices (A = none), coef (B, K),
+    score (B,) local scores, rss (B,) residual variances, mean_abs (B,) mean absolute residuals."""
+
+    parents: np.ndarray
+    coef: np.ndarray
+    score: np.ndarray
+    rss: np.ndarray
+    mean_abs: np.ndarray
+
+
+def grow_shrink(design: Design, targets: np.ndarray, candidates: np.ndarray, noise: str,
+                sigma2: float = 1.0) -> Fit:
+    """Parents of each target among its candidate columns ((B, A) bool), by grow then shrink.
+
+    Grow adds, one at a time, the candidate whose addition lowers the local score most (through an
+    incremental Gram-Schmidt on the covariance: O(B K A) per step); shrink then drops parents while
+    that lowers it. Required parents are added first and never dropped.
+    """
+    cov, a, n, pen = design.cov, design.a, design.n, design.pen
+    targets = np.asarray(targets, int)
+    b = len(targets)
+    required = design.required[:, targets].T & candidates
+    candidates = candidates | required
+    k_max = max(1, int(candidates.sum(axis=1).max(initial=0)))
+    r = cov[targets, :a].copy()  # cov(target, column | parents so far)
+    v = np.broadcast_to(np.diag(cov)[:a], (b, a)).copy()  # var(column | parents so far)
+    rv = cov[targets, targets].copy()
+    floor = 1e-10 * np.maximum(np.diag(cov)[:a], 1e-300)
+    basis = np.zeros((b, k_max, a))
+    chosen = np.zeros((b, a), bool)
+    count = np.zeros(b, int)
+    rows = np.arange(b)
+    active = np.ones(b, bool)
+
+    def add(sel: np.ndarray, col: np.ndarray):
+        u = cov[col, :a] - np.einsum("bk,bka->ba", basis[sel, :, col], basis[sel])
+        u = u / np.sqrt(np.maximum(v[sel, col], floor[col]))[:, None]
+        ut = u[np.arange(len(sel)), targets[sel]]
+        r[sel] -= ut[:, None] * u
+        v[sel] -= u * u
+        rv[sel] -= ut * ut
+        basis[sel, count[sel]] = u
+        chosen[sel, col] = True
+        count[sel] += 1
+
+    while True:  # required parents first
+        pending = required & ~chosen
+        sel = np.flatnonzero(pending.any(axis=1))
+        if not len(sel):
+            break
+        add(sel, np.argmax(pending[sel], axis=1))
+    for _ in range(k_max):
+        ok = candidates & ~chosen & (v > floor)
+        gain_sq = np.where(ok, r * r / np.maximum(v, floor), 0.0)
+        best = np.argmax(gain_sq, axis=1)
+        drop = gain_sq[rows, best]
+        if noise == "gauss_ev":
+            gain = n * drop / (2 * sigma2) - pen
+        else:
+            gain = 0.5 * n * (np.log(np.maximum(rv, 1e-300)) - np.log(np.maximum(rv - drop, 1e-300))) - pen
+        active &= (gain > 1e-9) & ok[rows, best] & (count < k_max)
+        sel = np.flatnonzero(active)
+        if not len(sel):
+            break
+        add(sel, best[sel])
+    # Chosen columns first (in index order), padded with the null column A to the widest set.
+    width = max(1, int(count.max(initial=0)))
+    parents = np.sort(np.where(chosen, np.arange(a), a), axis=1)[:, :width]
+    return _shrink(design, targets, parents, required, noise, sigma2)
+
+
+def _regress(design: Design, targets: np.ndarray, parents: np.ndarray):
+    """Least squares of each target on its parents (padding = the null column): (inverse of the
+    parents' covariance (B, K, K), coefficients (B, K), residual variance (B,))."""
+    cov = design.cov
+    real = parents < design.a
+    # Padded slots form an identity block, so they neither fit nor couple to the real parents.
+    c_pp = np.where(real[:, :, None] & real[:, None, :], cov[parents[:, :, None], parents[:, None, :]],
+                    np.eye(parents.shape[1]))
+    c_pt = cov[parents, targets[:, None]]
+    inv = np.linalg.inv(c_pp)
+    coef = np.einsum("bij,bj->bi", inv, c_pt)
+    rv = cov[targets, targets] - np.einsum("bi,bi->b", c_pt, coef)
+    return inv, coef, np.maximum(rv, 1e-12 * cov[targets, targets])
+
+
+def _shrink(design: Design, targets, parents, required, noise, sigma2) -> Fit:
+    a, n, pen = design.a, design.n, design.pen
+    rows = np.arange(len(targets))
+    while parents.shape[1]:
+        inv, coef, rv = _regress(design, targets, parents)
+        real = parents < a
+        if not real.any():
+            break
+        keep = required[rows[:, None], np.minimum(parents, a - 1)] & real
+        rv_without = rv[:, None] + coef ** 2 / np.einsum("bii->bi", inv)  # RSS with parent k dropped
+        if noise == "gauss_ev":
+            gain = pen - n * (rv_without - rv[:, None]) / (2 * sigma2)
+        else:
+            gain = pen - 0.5 * n * (np.log(rv_without) - np.log(rv[:, None]))
+        gain = np.where(real & ~keep, gain, -np.inf)
+        best = np.argmax(gain, axis=1)
+        sel = np.flatnonzero(gain[rows, best] > 1e-9)
+        if not len(sel):
+            break
+        parents[sel, best[sel]] = a
+    # Compact the padding to the right, then fit and score.
+    order = np.argsort(parents >= a, axis=1, kind="stable")
+    parents = np.take_along_axis(parents, order, axis=1)
+    width = max(1, int((parents < a).sum(axis=1).max(initial=0)))
+    parents = parents[:, :width]
+    _, coef, rv = _regress(design, targets, parents)
+    n_par = (parents < a).sum(axis=1)
+    mean_abs = mean_abs_residual(design, targets, parents, coef) if noise == "laplace" else np.full(len(rv), np.nan)
+    if noise == "gauss_nv":
+        score = 0.5 * n * np.log(rv)
+    elif noise == "gauss_ev":
+        score = n * rv / (2 * sigma2)
+    else:
+        score = n * np.log(mean_abs)
+    return Fit(parents, coef, score + pen * n_par, rv, mean_abs)
+
+
+def mean_abs_residual(design: Design, targets, parents, coef, chunk: int = 128) -> np.ndarray:
+    """(B,) mean |residual| of each target's regression, in chunks so memory stays O(n * chunk * K)."""
+    out = np.empty(len(targets))
+    for s in range(0, len(targets), chunk):
+        t, p, c = targets[s:s + chunk], parents[s:s + chunk], coef[s:s + chunk]
+        resid = design.zpad[:, t] - np.einsum("nbk,bk->nb", design.zpad[:, p], c)
+        out[s:s + chunk] = np.abs(resid).mean(axis=0)
+    return np.maximum(out, 1e-300)
+
+
+@dataclasses.dataclass
+class State:
+    """A DAG given by an order of the D variables and each variable's parents (column indices)."""
+
+    order: list[int]
+    parents: list[np.ndarray]
+    coef: list[np.ndarray]
+    score: np.ndarray  # (D,) local scores
+    rss: np.ndarray
+    mean_abs: np.ndarray
+    moves: int = 0
+
+    @property
+    def total(self) -> float:
+        return float(self.score.sum())
+
+    def set(self, j: int, fit: Fit, i: int, a: int):
+        real = fit.parents[i] < a
+        self.parents[j] = fit.parents[i][real]
+        self.coef[j] = fit.coef[i][real]
+        self.score[j], self.rss[j], self.mean_abs[j] = fit.score[i], fit.rss[i], fit.mean_abs[i]
+
+
+def _candidates_before(design: Design, targets, before: np.ndarray) -> np.ndarray:
+    """(B, A): the columns each target may take as parents when `before` (B, D) precede it."""
+    lags = np.ones((len(targets), design.a - design.d), bool)
+    mask = np.concatenate([before, lags], axis=1)
+    return mask & design.local[:, targets].T & design.allowed[:, targets].T
+
+
+def state_from_order(design: Design, order, noise: str, sigma2: float = 1.0) -> State:
+    d = design.d
+    pos = np.empty(d, int)
+    pos[list(order)] = np.arange(d)
+    before = pos[None, :] < pos[:, None]  # [j, i]: i precedes j
+    targets = np.arange(d)
+    fit = grow_shrink(design, targets, _candidates_before(design, targets, before), noise, sigma2)
+    state = State(list(order), [None] * d, [None] * d, np.zeros(d), np.zeros(d), np.zeros(d))
+    for j in range(d):
+        state.set(j, fit, j, design.a)
+    return state
+
+
+def _order_allows(design: Design, rest: list[int], v: int) -> np.ndarray:
+    """(D,) bool over insertion positions k of v into `rest`: required edges keep their direction."""
+    d = design.d
+    k = np.arange(d)
+    ok = np.ones(d, bool)
+    index = {w: i for i, w in enumerate(rest)}
+    for a_ in np.flatnonzero(design.required[:d, v]):  # a -> v: a must come before v
+        ok &= k > index[int(a_)]
+    for b_ in np.flatnonzero(design.required[v, :d]):  # v -> b: b must come after v
+        ok &= k <= index[int(b_)]
+    return ok
+
+
+def relocate(design: Design, state: State, v: int, noise: str, sigma2: float) -> bool:
+    """Move v to the position that lowers the total score most; True if it moved."""
+    d, a = design.d, design.a
+    rest = [w for w in state.order if w != v]
+    p = state.order.index(v)
+    rest_arr = np.asarray(rest, int)
+    # v's candidate sets: its prefixes in `rest`, distinct only where a potential parent enters.
+    member = design.local[rest_arr, v] & design.allowed[rest_arr, v]
+    group = np.concatenate([[0], np.cumsum(member)])  # group[k]: potential parents among rest[:k]
+    firsts = np.searchsorted(group, np.arange(group[-1] + 1))
+    before_v = np.zeros((len(firsts), d), bool)
+    for g, k in enumerate(firsts):
+        before_v[g, rest_arr[:k]] = True
+    # Variables for which v is a potential parent, on the side of v where it changes their score.
+    s_minus = state.score[rest_arr].copy()  # without v among the predecessors
+    s_plus = s_minus.copy()  # with v among them
+    aff_idx, aff_before = [], []
+    for i, w in enumerate(rest):
+        if not (design.local[v, w] and design.allowed[v, w]):
+            continue
+        if i < p or v in state.parents[w]:
+            row = np.zeros(d, bool)
+            row[rest_arr[:i]] = True
+            row[v] = i < p  # before v: score with v joining (s_plus); after: with v leaving (s_minus)
+            aff_idx.append(i)
+            aff_before.append(row)
+    targets = np.concatenate([np.full(len(firsts), v), rest_arr[aff_idx]]).astype(int)
+    before = np.concatenate([before_v, np.asarray(aff_before, bool).reshape(-1, d)])
+    fit = grow_shrink(design, targets, _candidates_before(design, targets, before), noise, sigma2)
+    g_count = len(firsts)
+    for slot, i in enumerate(aff_idx):
+        (s_plus if i < p else s_minus)[i] = fit.score[g_count + slot]
+    cum_minus = np.concatenate([[0.0], np.cumsum(s_minus)])
+    cum_plus = np.concatenate([[0.0], np.cumsum(s_plus)])
+    k = np.arange(d)
+    totals = cum_minus[k] + (cum_plus[-1] - cum_plus[k]) + fit.score[group[k]]
+    totals = np.where(_order_allows(design, rest, v), totals, np.inf)
+    best = int(np.argmin(totals))
+    current = state.total
+    if not totals[best] < current - 1e-9 * max(1.0, abs(current)) or best == p:
+        return False
+    for slot, i in enumerate(aff_idx):
+        w = rest[i]
+        gains_v = i >= best  # w after v's new position: v is among its predecessors
+        if gains_v == (i < p):  # its score changes to the recomputed one
+            state.set(w, fit, g_count + slot, a)
+    state.set(v, fit, int(group[best]), a)
+    state.order = rest[:best] + [v] + rest[best:]
+    state.moves += 1
+    return True
+
+
+def best_order_search(design: Design, start_order, noise: str, *, sigma2: float = 1.0,
+                      max_sweeps: int = 50, progress=None) -> State:
+    """Relocate each variable in turn to its best position until a whole sweep moves none."""
+    state = state_from_order(design, start_order, noise, sigma2)
+    for sweep in range(max_sweeps):
+        moved = 0
+        for v in list(state.order):
+            moved += relocate(design, state, v, noise, sigma2)
+        if progress is not None:
+            progress(sweep + 1, state)
+        if not moved:
+            break
+    return state
+
+
+def search(design: Design, starts, noise: str, *, max_sweeps: int = 50, progress=None) -> State:
+    """The best state over `starts` (orders) for one noise model; the equal-variance model
+    alternates the search with re-estimating its shared variance until the graph stops changing."""
+    best = None
+    for order in starts:
+        if noise != "gauss_ev":
+            state = best_order_search(design, order, noise, max_sweeps=max_sweeps, progress=progress)
+        else:
+            sigma2 = float(state_from_order(design, order, "gauss_nv").rss.mean())
+            state, seen = None, set()
+            for _ in range(5):
+                state = best_order_search(design, order if state is None else state.order, noise,
+                                          sigma2=sigma2, max_sweeps=max_sweeps, progress=progress)
+                key = edges_key(state)
+                sigma2 = float(state.rss.mean())
+                if key in seen:
+                    break
+                seen.add(key)
+        if best is None or nll(design, state, noise) + 0 < nll(design, best, noise):
+            best = state
+    return best
+
+
+def edges_key(state: State) -> tuple:
+    return tuple(tuple(sorted(p.tolist())) for p in state.parents)
+
+
+def edge_count(state: State) -> int:
+    return int(sum(len(p) for p in state.parents))
+
+
+def nll(design: Design, state: State, noise: str) -> float:
+    """Negative log-likelihood of the rows under the state's graph, least-squares coefficients and
+    maximum-likelihood noise scales (per variable, or one shared variance for gauss_ev)."""
+    n, d = design.n, design.d
+    if noise == "gauss_nv":
+        return float(0.5 * n * np.sum(np.log(2 * np.pi * state.rss) + 1))
+    if noise == "gauss_ev":
+        return float(0.5 * n * d * (np.log(2 * np.pi * state.rss.mean()) + 1))
+    if np.isnan(state.mean_abs).any():
+        raise ValueError("the Laplace likelihood needs the residuals' mean |r|: search with noise='laplace'")
+    return float(n * np.sum(np.log(2 * state.mean_abs) + 1))
+
+
+def bic(design: Design, state: State, noise: str) -> float:
+    """BIC with the standard log(n)/2 per free parameter: coefficients plus noise scales."""
+    scales = 1 if noise == "gauss_ev" else design.d
+    return nll(design, state, noise) + 0.5 * np.log(design.n) * (edge_count(state) + scales)
+
+
+def adjacency(design: Design, state: State) -> tuple[np.ndarray, np.ndarray]:
+    """(D, D) coefficients of the contemporaneous graph and (A - D, D) of the lagged columns."""
+    d, a = design.d, design.a
+    coef = np.zeros((a, d))
+    for j in range(d):
+        coef[state.parents[j], j] = state.coef[j]
+    return coef[:d], coef[d:]
