@@ -203,6 +203,9 @@ def fit(X, *, names=None, window: int | None = None, config=None, out: str | Non
     from jaxcausal.training import prepare_output_dir, train_and_evaluate  # the engine, only when used
 
     x, names = as_array(X, names)
+    if window is not None and x.ndim == 3:
+        raise InputError(f"window: X is already windowed, shape {x.shape} (N, T, D); drop window= "
+                         "or pass the series as (rows, D)")
     for given in ("data", "resume"):
         if given in overrides:
             raise InputError(f"fit: '{given}' is not an option here; X is the data "

@@ -12,6 +12,7 @@ import numpy as np
 
 INSTALL_HINT = 'plots need matplotlib: pip install "jaxcausal[plot]"'
 NODE_RADIUS = 0.09  # in layout units: nodes sit on the unit circle
+LAG_BEND = 0.25  # lagged edges curve off the straight contemporaneous ones
 DIRECTED, UNDIRECTED, LAGGED = "#1f4e79", "#7f7f7f", "#c55a11"
 
 
@@ -67,12 +68,13 @@ def plot_graph(edges: list[dict], names, path=None, *, lagged: bool = True, titl
             continue
         style = {"color": LAGGED if e["lag"] else DIRECTED if e["orientation"] == "directed" else UNDIRECTED,
                  "lw": width, "linestyle": "--" if e["lag"] else "-",
-                 "shrinkA": 0, "shrinkB": 0, "connectionstyle": f"arc3,rad={0.25 if e['lag'] else 0.0}",
+                 "shrinkA": 0, "shrinkB": 0, "connectionstyle": f"arc3,rad={LAG_BEND if e['lag'] else 0.0}",
                  "arrowstyle": "-|>" if e["orientation"] == "directed" else "-", "mutation_scale": 12}
         start, end = _trim(a, b)
         ax.annotate("", xy=end, xytext=start, arrowprops=style, zorder=1)
         if label_weights and e["weight"] is not None:
-            mid = (start + end) / 2 + (_normal(a, b) * 0.12 if e["lag"] else 0)
+            # arc3's quadratic Bezier passes rad/2 * |end - start| off the chord at its middle
+            mid = (start + end) / 2 + (_normal(a, b) * LAG_BEND / 2 * np.linalg.norm(end - start) if e["lag"] else 0)
             text = f"{e['weight']:.2g}" + (f" (lag {e['lag']})" if e["lag"] else "")
             ax.text(*mid, text, fontsize=7, ha="center", va="center", color=style["color"],
                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}, zorder=2)
