@@ -21,6 +21,7 @@ problem is one (target, candidate set) pair, batched as rows of (B, A) masks.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 
 import numpy as np
 
@@ -286,8 +287,9 @@ def _order_allows(design: Design, rest: list[int], v: int) -> np.ndarray:
     return ok
 
 
-def relocate(design: Design, state: State, v: int, noise: str, sigma2: float) -> bool:
-    """Move v to the position that lowers the total score most; True if it moved."""
+def relocate(design: Design, state: State, v: int, noise: str, sigma2: float, ties: bool = False) -> bool:
+    """Move v to the position that lowers the total score most (with `ties`, also to an equally good
+    one, which lets the order drift across a plateau of equal scores); True if it moved."""
     d, a = design.d, design.a
     rest = [w for w in state.order if w != v]
     p = state.order.index(v)
@@ -325,7 +327,8 @@ def relocate(design: Design, state: State, v: int, noise: str, sigma2: float) ->
     totals = np.where(_order_allows(design, rest, v), totals, np.inf)
     best = int(np.argmin(totals))
     current = state.total
-    if not totals[best] < current - 1e-9 * max(1.0, abs(current)) or best == p:
+    tol = 1e-9 * max(1.0, abs(current))
+    if best == p or not (totals[best] < current + tol if ties else totals[best] < current - tol):
         return False
     for slot, i in enumerate(aff_idx):
         w = rest[i]
@@ -338,17 +341,39 @@ def relocate(design: Design, state: State, v: int, noise: str, sigma2: float) ->
     return True
 
 
+def consistent_order(order, required_DxD: np.ndarray) -> list[int]:
+    """`order` with the fewest changes that put every required cause before its effect: a
+    topological sort of the required edges that breaks ties by position in `order`."""
+    rank = {int(v): i for i, v in enumerate(order)}
+    indegree = required_DxD.sum(axis=0).astype(int)
+    ready = [(rank[v], v) for v in rank if indegree[v] == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, v = heapq.heappop(ready)
+        out.append(v)
+        for w in np.flatnonzero(required_DxD[v]):
+            indegree[w] -= 1
+            if indegree[w] == 0:
+                heapq.heappush(ready, (rank[int(w)], int(w)))
+    if len(out) != len(order):
+        raise ValueError("the required edges form a cycle")
+    return out
+
+
 def best_order_search(design: Design, start_order, noise: str, *, sigma2: float = 1.0,
                       max_sweeps: int = 50, progress=None) -> State:
-    """Relocate each variable in turn to its best position until a whole sweep moves none."""
+    """Relocate each variable in turn to its best position (ties included: moving across a plateau
+    of equal scores finds ways out of it that strict moves miss) until a sweep lowers the total no more."""
+    start_order = consistent_order(start_order, design.required[: design.d])
     state = state_from_order(design, start_order, noise, sigma2)
     for sweep in range(max_sweeps):
-        moved = 0
+        before = state.total
         for v in list(state.order):
-            moved += relocate(design, state, v, noise, sigma2)
+            relocate(design, state, v, noise, sigma2, ties=True)
         if progress is not None:
             progress(sweep + 1, state)
-        if not moved:
+        if not state.total < before - 1e-9 * max(1.0, abs(before)):
             break
     return state
 
@@ -361,7 +386,8 @@ def search(design: Design, starts, noise: str, *, max_sweeps: int = 50, progress
         if noise != "gauss_ev":
             state = best_order_search(design, order, noise, max_sweeps=max_sweeps, progress=progress)
         else:
-            sigma2 = float(state_from_order(design, order, "gauss_nv").rss.mean())
+            sigma2 = float(state_from_order(design, consistent_order(order, design.required[: design.d]),
+                                            "gauss_nv").rss.mean())
             state, seen = None, set()
             for _ in range(5):
                 state = best_order_search(design, order if state is None else state.order, noise,

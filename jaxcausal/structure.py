@@ -69,7 +69,8 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
     candidates = search.NOISES if noise == "auto" else (noise,)
     states, scores = {}, {}
     say = progress or (lambda msg: None)
-    nv = search.search(design, _unique([learned, list(range(d))]), "gauss_nv")
+    # Restarts guard against the local optima of single relocation moves; the score decides.
+    nv = search.search(design, _unique([learned, list(range(d)), list(range(d))[::-1]]), "gauss_nv")
     for model in candidates:
         say(f"search: {model} ...")
         if model == "gauss_nv":
