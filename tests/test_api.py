@@ -227,3 +227,19 @@ def test_fit_refuses_an_out_directory_that_holds_a_run(named_run):
     result, _ = named_run
     with pytest.raises(InputError, match="overwrite=True"):
         fit(_static_data(), names=NAMES, config="smoke", out=result.run_dir)
+
+
+def test_a_jaxcausal_folder_in_the_working_directory_does_not_hide_the_package(tmp_path):
+    """From a clone's parent folder the clone (no __init__.py) must not shadow the installed package."""
+    import importlib.metadata
+    import subprocess
+    try:
+        importlib.metadata.distribution("jaxcausal")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("jaxcausal is not installed (pip install -e .)")
+    (tmp_path / "jaxcausal").mkdir()
+    done = subprocess.run([sys.executable, "-c", "import jaxcausal; print(jaxcausal.__file__, callable(jaxcausal.load))"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"reinstall with pip install -e . ({done.stderr.strip().splitlines()[-1:]})"
+    file, load_ok = done.stdout.split()
+    assert load_ok == "True" and os.path.basename(os.path.dirname(file)) == "jaxcausal"
