@@ -41,18 +41,25 @@ def write_json(path: str, value: Any) -> None:
 
 
 class JsonlLog:
-    """Append-only per-epoch log, flushed and fsynced after every line."""
+    """Append-only per-epoch log, flushed and fsynced after every line.
+
+    The file is opened for each line (once per epoch), so a write that fails on a full or
+    read-only disk leaves no handle open, and at worst one cut-short line that a resume drops.
+    """
 
     def __init__(self, path: str):
-        self._f = open(path, "a")
+        self.path = path
+        with open(path, "a"):  # fail here, before training, if the log cannot be created
+            pass
 
     def write(self, row: dict) -> None:
-        self._f.write(dumps(row) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        with open(self.path, "a") as f:
+            f.write(dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def close(self) -> None:
-        self._f.close()
+        pass  # nothing held between lines
 
 
 def fmt(value, spec: str, missing: str = "n/a") -> str:
