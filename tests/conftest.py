@@ -1,4 +1,8 @@
-"""Shared fixtures: the smoke config, a runner for the real CLI, the contract checker."""
+"""Shared fixtures and strict settings: the smoke config, tiny data, a PRNG key, runners for the CLI.
+
+Strict JAX settings for every test: implicit rank promotion is an error (a broadcast between arrays
+of different rank must be written out), and pyproject's filterwarnings turns warnings into errors.
+"""
 from __future__ import annotations
 
 import json
@@ -6,12 +10,21 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from jaxcausal import config as config_lib
 
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECK_RUN = os.path.join(ROOT, "..", "shared", "tools", "check_run.py")
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
 
 
 @pytest.fixture
@@ -19,10 +32,37 @@ def smoke_config():
     return config_lib.load_toml("smoke")
 
 
+def write_static_npz(path, *, seed: int = 11, n_windows: int = 256, truth: bool = True) -> str:
+    """The tiny dataset the training tests share: static (N, 5) Laplace data on a 5-edge DAG."""
+    from jaxcausal.data import simulate
+    ds = simulate(seed=seed, d=5, n_edges=5, noise="laplace", n_windows=n_windows)
+    np.savez(path, X=ds.x[:, 0, :], **({"adjacency": ds.truth} if truth else {}))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def static_npz(tmp_path_factory) -> str:
+    """write_static_npz with its defaults, written once per session; treat it as read-only."""
+    return write_static_npz(tmp_path_factory.mktemp("static") / "static.npz")
+
+
 def run_cli(*args: str, module: str = "jaxcausal.train", timeout: float = 300, env=None):
-    """Run `python -m module args...` in a subprocess; returns CompletedProcess (text)."""
+    """Run `python -m module args...` in a subprocess; returns CompletedProcess (text).
+    Only for what needs a real process: signals, SIGKILL, the process's exit code."""
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=env)
+
+
+def run_main(main, argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run a CLI entry point in this process as `python -m` would: (exit code, stdout, stderr)."""
+    from jaxcausal import cli
+    capsys.readouterr()  # drop what earlier steps of the test printed
+    try:
+        code = cli.run(main, list(argv))
+    except SystemExit as stop:  # argparse usage errors and --help
+        code = stop.code
+    out, err = capsys.readouterr()
+    return int(code or 0), out, err
 
 
 def read_log(run_dir: str) -> list[dict]:

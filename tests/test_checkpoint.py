@@ -27,9 +27,8 @@ import pytest
 
 import jaxcausal
 from jaxcausal import checkpoint, cli, evaluate, pressure, train, training
-from jaxcausal.data import simulate
 
-from conftest import ROOT, check_run, read_log, run_cli
+from conftest import ROOT, check_run, read_log, run_cli, write_static_npz
 
 STEPS_PER_EPOCH = 6  # 205 training windows in batches of 32, one pass an epoch
 PATH_EPOCHS = 4  # epochs in the path's first stage; the second (and last) stage starts after them
@@ -46,15 +45,9 @@ def env(tmp_path_factory):
                 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
 
 
-def write_static(path, seed: int = 11) -> str:
-    ds = simulate(seed=seed, d=5, n_edges=5, noise="laplace", n_windows=256)
-    np.savez(path, X=ds.x[:, 0, :], adjacency=ds.truth)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    return write_static(tmp_path_factory.mktemp("data") / "static.npz")
+    return write_static_npz(tmp_path_factory.mktemp("data") / "static.npz")
 
 
 def train_cli(env, *args):
@@ -236,16 +229,16 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp
 
 
 def test_resume_is_refused_on_other_data_or_config(env, tmp_path, capsys):
-    own = write_static(tmp_path / "own.npz")
+    own = write_static_npz(tmp_path / "own.npz")
     out = tmp_path / "run"
     train_cli(env, "--data", own, *FLAGS, "--epochs", 1, "--out", out)
     log_before = (out / "training_log.jsonl").read_text()
 
-    other = run_cli("--resume", str(out), "--data", write_static(tmp_path / "other.npz", seed=12), env=env)
+    other = run_cli("--resume", str(out), "--data", write_static_npz(tmp_path / "other.npz", seed=12), env=env)
     assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
     assert "cannot resume" in other.stderr and "data" in other.stderr
 
-    write_static(own, seed=12)  # same path, other content: the fingerprint catches it
+    write_static_npz(own, seed=12)  # same path, other content: the fingerprint catches it
     assert cli.run(train.main, ["--resume", str(out)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "data differ" in err

@@ -18,10 +18,9 @@ import pytest
 from jax.experimental import io_callback
 
 from jaxcausal import checkpoint, config as config_lib, training
-from jaxcausal.data import simulate
 from jaxcausal.prepare import prepare
 
-from conftest import read_log
+from conftest import read_log, write_static_npz
 
 REAL_MAKE_LOSS_FN = training.make_loss_fn
 
@@ -32,9 +31,7 @@ def tiny_config(tmp_path):
 
     An epoch is max(one pass, --min-steps-per-epoch) steps: the default 50 steps would end epochs
     mid-pass, so the tests set the epoch length themselves."""
-    ds = simulate(seed=5, d=5, n_edges=5, noise="laplace", n_windows=80)
-    path = str(tmp_path / "tiny.npz")
-    np.savez(path, X=ds.x[:, 0, :], adjacency=ds.truth)
+    path = write_static_npz(tmp_path / "tiny.npz", seed=5, n_windows=80)
     return config_lib.replace(config_lib.Config(), dict(
         data=path, epochs=3, batch_size=16, patience=0, quiet=True, out=str(tmp_path / "run")))
 

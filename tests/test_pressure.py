@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from jaxcausal import config as config_lib, pressure
-from jaxcausal.data import simulate
 from jaxcausal.training import build
+
+from conftest import write_static_npz
 
 # A finite h that shrinks, one that stalls, a non-finite one, one below tolerance.
 H_SEQUENCE = [0.5, 0.3, 0.29, float("nan"), 1e-9, 0.2]
@@ -72,9 +73,7 @@ def test_lagrangian_schedule_is_the_augmented_lagrangian_with_unit_score_weight(
 
 def static_config(tmp_path, **overrides) -> config_lib.Config:
     """205 training windows of 5 variables in batches of 34: six steps an epoch."""
-    ds = simulate(seed=11, d=5, n_edges=5, noise="laplace", n_windows=256)
-    path = str(tmp_path / "static.npz")
-    np.savez(path, X=ds.x[:, 0, :], adjacency=ds.truth)
+    path = write_static_npz(tmp_path / "static.npz")
     settings = dict(data=path, batch_size=34, min_steps_per_epoch=1, patience=0, quiet=True)
     return config_lib.replace(config_lib.Config(), dict(settings, **overrides))
 

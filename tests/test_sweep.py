@@ -14,7 +14,7 @@ from jaxcausal import cli, config as config_lib, population, sweep
 from jaxcausal.steps import init_state
 from jaxcausal.training import build, train_and_evaluate
 
-from conftest import check_run, read_log, run_cli
+from conftest import check_run, read_log, run_cli, write_static_npz
 
 # float32: batched (vmapped) kernels round differently from unbatched ones, and training amplifies
 # last-bit differences a little every epoch. `disen` (mean |correlation| between latent blocks whose
@@ -29,14 +29,6 @@ GRID = ["--lambda-sparse", "0.005,0.01,0.05", "--seeds", "2"]
 # its score weight down to 1e-3, made the 4-device and 1-device trajectories drift apart beyond TOL.)
 FLAGS = ["--epochs", "8", "--batch-size", "32", "--patience", "4", "--lr", "0.02", "--quiet",
          "--min-steps-per-epoch", "1", "--path-stages", "2", "--steps-per-update", "6"]
-
-
-def write_static_npz(path, truth: bool = True) -> str:
-    from jaxcausal.data import simulate
-    ds = simulate(seed=11, d=5, n_edges=5, noise="laplace", n_windows=256)
-    arrays = {"X": ds.x[:, 0, :], **({"adjacency": ds.truth} if truth else {})}
-    np.savez(path, **arrays)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

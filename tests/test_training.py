@@ -14,17 +14,14 @@ from jaxcausal import config as config_lib
 from jaxcausal.losses import Batch
 from jaxcausal.training import build, train_and_evaluate
 
-from conftest import check_run, read_log, run_cli
+from conftest import check_run, read_log, run_cli, write_static_npz
 
 SMALL = {"epochs": 3, "batch_size": 32, "patience": 0, "quiet": True}
 
 
 def small_static_config(tmp_path, **overrides):
     """A static (N, D) file with a known DAG: fast to train, exercises the T = 1 path."""
-    from jaxcausal.data import simulate
-    ds = simulate(seed=11, d=5, n_edges=5, noise="laplace", n_windows=256)
-    path = os.path.join(tmp_path, "static.npz")
-    np.savez(path, X=ds.x[:, 0, :], adjacency=ds.truth)
+    path = write_static_npz(os.path.join(tmp_path, "static.npz"))
     return config_lib.replace(config_lib.Config(), dict(SMALL, data=path, **overrides))
 
 
