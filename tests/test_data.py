@@ -348,3 +348,86 @@ def test_dataset_refuses_inconsistent_arrays():
         Dataset.from_array(x, names=("a",))
     data = Dataset.from_array(np.full((5, 2), np.nan))
     assert data.mask.sum() == 0 and data.x.shape == (5, 1, 2)
+
+
+# ---------------------------------------------------------------- choosing columns (--columns/--drop/--time-col)
+
+SHOP = "t,store,a,b,c\n3,north,1,2,3\n1,south,4,5,7\n2,north,7,1,9\n"
+
+
+def test_columns_keep_the_given_order_and_drop_removes(tmp_path):
+    path = tmp_path / "shop.csv"
+    path.write_text(SHOP)
+    data = load_data(path, columns="c, a", drop="")
+    assert data.names == ("c", "a")
+    np.testing.assert_array_equal(data.x[:, 0, :], [[3, 1], [7, 4], [9, 7]])
+    data = load_data(path, drop=["t", "store"])
+    assert data.names == ("a", "b", "c") and data.x[0, 0, 2] == 3
+
+
+@pytest.mark.parametrize("times", [["3", "1", "2"], ["2024-03-01", "2024-01-01T06:00", "2024-02-01"]])
+def test_time_col_sorts_rows_then_leaves_the_column_out(tmp_path, times):
+    rows = ["t,store,a,b"] + [f"{t},s,{v},{10 * v + 1}" for t, v in zip(times, (3, 1, 2))]
+    path = tmp_path / "series.csv"
+    path.write_text("\n".join(rows) + "\n")
+    data = load_data(path, drop="store", time_col="t")
+    assert data.names == ("a", "b")
+    np.testing.assert_array_equal(data.x[:, 0, 0], [1, 2, 3])  # sorted by t, not by file order
+    np.testing.assert_array_equal(data.x[:, 0, 1], [11, 21, 31])
+
+
+def test_time_col_sorts_before_windowing(tmp_path):
+    t = np.arange(10)[::-1]  # the file lists the series backwards
+    path = tmp_path / "backwards.csv"
+    np.savetxt(path, np.stack([t, t * 2.0 + 1, (t % 3) * 1.0], axis=1), delimiter=",", header="t,a,b",
+               comments="")
+    data = load_data(path, time_col="t", window=4)
+    assert data.x.shape == (2, 4, 2) and data.rows == 10 and data.rows_unused == 2
+    np.testing.assert_array_equal(data.x[0, :, 0], [1, 3, 5, 7])
+
+
+def test_column_flags_refuse_unknown_names_and_bad_times(tmp_path):
+    path = tmp_path / "shop.csv"
+    path.write_text(SHOP)
+    with pytest.raises(InputError, match=r"no column named 'sales'.*t, store, a, b, c"):
+        load_data(path, columns="a,sales")
+    with pytest.raises(InputError, match="more than once"):
+        load_data(path, columns="a,a,b")
+    with pytest.raises(InputError, match="column 'store'.*--drop store"):
+        load_data(path, drop="t")
+    with pytest.raises(InputError, match="also in --columns"):
+        load_data(path, columns="t,a,b", time_col="t")
+    path.write_text("t,a,b\n1,1,2\nsoon,3,4\n")
+    with pytest.raises(InputError, match="line 3, time column 't': 'soon'"):
+        load_data(path, time_col="t")
+
+
+def test_columns_apply_to_npz_names_mask_and_truth(tmp_path):
+    x = np.arange(30.0).reshape(10, 3) ** 1.5
+    truth = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    np.savez(tmp_path / "d.npz", X=x, names=np.array(["p", "q", "r"]), adjacency=truth,
+             mask=np.ones_like(x))
+    data = load_data(tmp_path / "d.npz", columns="r,q")
+    assert data.names == ("r", "q")
+    np.testing.assert_array_equal(data.truth, [[0, 0], [1, 0]])  # q -> r survives, reindexed
+    np.testing.assert_array_equal(data.x[:, 0, 0], x[:, 2].astype(np.float32))
+
+
+def test_describe_is_one_line_with_rows_windows_variables_missing_and_split(tmp_path):
+    from jaxcausal import config as config_lib, prepare
+    rng = np.random.default_rng(0)
+    x = rng.laplace(size=(3000, 10))
+    x[5, 2] = np.nan
+    x[7, 4] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    cfg = config_lib.replace(config_lib.Config(), {"data": str(tmp_path / "x.npy"), "window": 32})
+    prepared = prepare.prepare(cfg)
+    line = prepared.describe()
+    assert "\n" not in line
+    assert line.startswith(f"data: {tmp_path / 'x.npy'}: 3000 rows -> 93 windows of 32 steps (24 rows dropped), "
+                           "10 variables, 2 missing cells")
+    n_val = round(93 * 0.2)
+    assert line.endswith(f"{93 - n_val} training / {n_val} validation windows")
+    static = prepare.prepare(config_lib.replace(cfg, {"window": 0}))
+    assert ": 3000 rows, 10 variables, 2 missing cells;" in static.describe()
+    assert "2048 windows of 32 steps, 10 variables, 0 missing cells" in prepare.prepare(config_lib.Config()).describe()
