@@ -82,6 +82,27 @@ def edge_rows(report: dict, names) -> list[tuple[str, str, float, str]]:
                   key=lambda r: -abs(r[2]))
 
 
+def console_summary(report: dict, names, top: int = 20) -> list[str]:
+    """The end-of-run lines: which model was chosen and why, whether directions are identified,
+    and the strongest edges with their orientation."""
+    model, lines = report["model"], []
+    if model.get("noise"):
+        bics = ", ".join(f"{m} {v['bic']:.1f}" for m, v in model["scores"].items())
+        lines.append(f"model: linear SEM, {model['noise']} noise ({model['choice']}; BIC {bics})")
+        if model["directions"] == "identified":
+            lines.append("directions: identified by the chosen noise model; graph.csv is a DAG")
+        else:
+            lines.append(f"directions: NOT identified (Gaussian noise, a variance per variable): graph.csv is the "
+                         f"equivalence class, {model['undirected_edges']} edge(s) undirected")
+    rows = edge_rows(report, names)
+    lines.append(f"edges: {len(rows)}" + (f" (strongest {top} shown)" if len(rows) > top else ""))
+    width = max((len(c) for c, *_ in rows[:top]), default=0)
+    for cause, effect, weight, orientation in rows[:top]:
+        arrow = "->" if orientation == "directed" else "--"
+        lines.append(f"  {cause:>{width}} {arrow} {effect:<{width}} {weight:+.3f}")
+    return lines
+
+
 def lagged_rows(report: dict, names) -> list[tuple[str, str, int, float]]:
     """(cause, effect, lag, weight) of the exported lagged parents, strongest first."""
     lagged = report["lagged_coefficients"]

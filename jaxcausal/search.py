@@ -27,6 +27,7 @@ import numpy as np
 
 NOISES = ("gauss_nv", "gauss_ev", "laplace")
 LOCAL_ALL = 150  # designs up to this many columns consider every column a potential parent
+EV_PASSES = 3  # gauss_ev: searches alternated with re-estimating the shared variance
 
 
 @dataclasses.dataclass
@@ -52,6 +53,7 @@ class Design:
         cov[:a, :a] = self.z.T @ self.z / n
         cov[a, a] = 1.0
         self.cov = cov
+        self.cache: dict = {}  # (noise, sigma2, target, candidate bits) -> its grow-shrink result
         self.zpad = np.concatenate([self.z, np.zeros((n, 1))], axis=1)
 
     @property
@@ -126,20 +128,26 @@ def grow_shrink(design: Design, targets: np.ndarray, candidates: np.ndarray, noi
     v = np.broadcast_to(np.diag(cov)[:a], (b, a)).copy()  # var(column | parents so far)
     rv = cov[targets, targets].copy()
     floor = 1e-10 * np.maximum(np.diag(cov)[:a], 1e-300)
-    basis = np.zeros((b, k_max, a))
+    # basis[:, s]: the orthonormalised column added at step s (zero for rows that added none then).
+    basis = np.zeros((b, min(k_max, 8), a))
+    steps = 0
     chosen = np.zeros((b, a), bool)
     count = np.zeros(b, int)
     rows = np.arange(b)
     active = np.ones(b, bool)
 
     def add(sel: np.ndarray, col: np.ndarray):
-        u = cov[col, :a] - np.einsum("bk,bka->ba", basis[sel, :, col], basis[sel])
+        nonlocal basis, steps
+        if steps == basis.shape[1]:
+            basis = np.concatenate([basis, np.zeros_like(basis)], axis=1)
+        u = cov[col, :a] - np.einsum("bk,bka->ba", basis[sel, :steps, col], basis[sel, :steps])
         u = u / np.sqrt(np.maximum(v[sel, col], floor[col]))[:, None]
         ut = u[np.arange(len(sel)), targets[sel]]
         r[sel] -= ut[:, None] * u
         v[sel] -= u * u
         rv[sel] -= ut * ut
-        basis[sel, count[sel]] = u
+        basis[sel, steps] = u
+        steps += 1
         chosen[sel, col] = True
         count[sel] += 1
 
@@ -167,6 +175,29 @@ def grow_shrink(design: Design, targets: np.ndarray, candidates: np.ndarray, noi
     width = max(1, int(count.max(initial=0)))
     parents = np.sort(np.where(chosen, np.arange(a), a), axis=1)[:, :width]
     return _shrink(design, targets, parents, required, noise, sigma2)
+
+
+def local_fits(design: Design, targets, candidates: np.ndarray, noise: str, sigma2: float = 1.0) -> Fit:
+    """`grow_shrink` through the design's cache: a (target, candidate set) pair met before (later
+    sweeps revisit most of them) is not fitted again."""
+    targets = np.asarray(targets, int)
+    cands = candidates & design.local[:, targets].T & design.allowed[:, targets].T
+    keys = [(noise, sigma2, int(t), row.tobytes()) for t, row in zip(targets, np.packbits(cands, axis=1))]
+    cache = design.cache
+    miss = [i for i, k in enumerate(keys) if k not in cache]
+    if miss:
+        fit = grow_shrink(design, targets[miss], cands[miss], noise, sigma2)
+        for slot, i in enumerate(miss):
+            real = fit.parents[slot] < design.a
+            cache[keys[i]] = (fit.parents[slot][real], fit.coef[slot][real], fit.score[slot], fit.rss[slot],
+                              fit.mean_abs[slot])
+    hits = [cache[k] for k in keys]
+    width = max(1, max(len(h[0]) for h in hits))
+    parents = np.full((len(keys), width), design.a)
+    coef = np.zeros((len(keys), width))
+    for i, h in enumerate(hits):
+        parents[i, : len(h[0])], coef[i, : len(h[0])] = h[0], h[1]
+    return Fit(parents, coef, *(np.array([h[k] for h in hits]) for k in (2, 3, 4)))
 
 
 def _regress(design: Design, targets: np.ndarray, parents: np.ndarray):
@@ -267,7 +298,7 @@ def state_from_order(design: Design, order, noise: str, sigma2: float = 1.0) -> 
     pos[list(order)] = np.arange(d)
     before = pos[None, :] < pos[:, None]  # [j, i]: i precedes j
     targets = np.arange(d)
-    fit = grow_shrink(design, targets, _candidates_before(design, targets, before), noise, sigma2)
+    fit = local_fits(design, targets, _candidates_before(design, targets, before), noise, sigma2)
     state = State(list(order), [None] * d, [None] * d, np.zeros(d), np.zeros(d), np.zeros(d))
     for j in range(d):
         state.set(j, fit, j, design.a)
@@ -316,7 +347,7 @@ def relocate(design: Design, state: State, v: int, noise: str, sigma2: float, ti
             aff_before.append(row)
     targets = np.concatenate([np.full(len(firsts), v), rest_arr[aff_idx]]).astype(int)
     before = np.concatenate([before_v, np.asarray(aff_before, bool).reshape(-1, d)])
-    fit = grow_shrink(design, targets, _candidates_before(design, targets, before), noise, sigma2)
+    fit = local_fits(design, targets, _candidates_before(design, targets, before), noise, sigma2)
     g_count = len(firsts)
     for slot, i in enumerate(aff_idx):
         (s_plus if i < p else s_minus)[i] = fit.score[g_count + slot]
@@ -389,7 +420,7 @@ def search(design: Design, starts, noise: str, *, max_sweeps: int = 50, progress
             sigma2 = float(state_from_order(design, consistent_order(order, design.required[: design.d]),
                                             "gauss_nv").rss.mean())
             state, seen = None, set()
-            for _ in range(5):
+            for _ in range(EV_PASSES):
                 state = best_order_search(design, order if state is None else state.order, noise,
                                           sigma2=sigma2, max_sweeps=max_sweeps, progress=progress)
                 key = edges_key(state)
@@ -397,7 +428,7 @@ def search(design: Design, starts, noise: str, *, max_sweeps: int = 50, progress
                 if key in seen:
                     break
                 seen.add(key)
-        if best is None or nll(design, state, noise) + 0 < nll(design, best, noise):
+        if best is None or objective(design, state, noise) < objective(design, best, noise):
             best = state
     return best
 
@@ -421,6 +452,11 @@ def nll(design: Design, state: State, noise: str) -> float:
     if np.isnan(state.mean_abs).any():
         raise ValueError("the Laplace likelihood needs the residuals' mean |r|: search with noise='laplace'")
     return float(n * np.sum(np.log(2 * state.mean_abs) + 1))
+
+
+def objective(design: Design, state: State, noise: str) -> float:
+    """What the search minimises, comparable across starts: NLL + the search's penalty per edge."""
+    return nll(design, state, noise) + design.pen * edge_count(state)
 
 
 def bic(design: Design, state: State, noise: str) -> float:
