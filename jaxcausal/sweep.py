@@ -27,7 +27,7 @@ import numpy as np
 
 # jax and everything built on it (checkpoint, population, training) are imported inside the functions
 # that train, so a bad flag or grid value is reported without loading jax.
-from jaxcausal import cli, config as config_lib, reporting
+from jaxcausal import cli, config as config_lib, reporting, rundir
 from jaxcausal.errors import InputError
 
 SWEEP_FILES = ("sweep_log.jsonl", "sweep.csv", "sweep.json", "best")
@@ -88,14 +88,23 @@ def prepare_sweep_dir(out: str, overwrite: bool, clear: bool = True) -> None:
 def run_sweep(cfg: config_lib.Config, members: list[Member], *, stream=sys.stdout,
               devices=None) -> dict:
     """Train `members` as one population and write the sweep directory. Returns sweep.json's content."""
-    import jax
-    from jaxcausal import population, training
-    from jaxcausal.population import Record, member_table, select
+    from jaxcausal import training
     say = (lambda *a: None) if cfg.train.quiet else (lambda *a: print(*a, file=stream, flush=True))
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     out_dir = cfg.train.out or training.default_run_dir()
     prepare_sweep_dir(out_dir, cfg.train.overwrite, clear=False)
     setup = training.build(cfg, warn=warn)  # data first: bad input never clears earlier results
+    # One process per sweep directory, locked before anything in it is cleared (jaxcausal/rundir.py).
+    with rundir.RunLock(out_dir, warn=warn, resume_hint="the same sweep command with --overwrite"):
+        return _run_sweep_locked(cfg, members, setup, out_dir, say, warn, devices)
+
+
+def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_dir: str, say, warn,
+                      devices) -> dict:
+    """The body of `run_sweep`, run while this process holds the sweep directory's lock."""
+    import jax
+    from jaxcausal import population, training
+    from jaxcausal.population import Record, member_table, select
     prepare_sweep_dir(out_dir, cfg.train.overwrite)
     for w in setup.prepared.warnings:
         warn(f"WARNING: {w}")

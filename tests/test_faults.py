@@ -334,3 +334,14 @@ def test_failing_log_write_stops_with_one_line_and_keeps_the_checkpoint(tmp_path
     assert [row["epoch"] for row in read_log(run_dir)] == [1, 2, 3, 4]
     with open(os.path.join(run_dir, "summary.json")) as f:
         assert json.load(f)["epochs_run"] == 4
+
+
+def test_a_sweep_is_refused_while_another_process_holds_its_directory(tmp_path, holder, capfd):
+    from jaxcausal import sweep
+    out = str(tmp_path / "sweep")
+    proc = holder(out)
+    capfd.readouterr()
+    code = cli.run(sweep.main, ["--config", "smoke", "--quiet", "--lambda-sparse", "1e-3,1e-2", "--out", out])
+    _, err = capfd.readouterr()
+    one_error_line(code, err, out, "another jaxcausal process", f"pid {proc.pid}")
+    assert sorted(os.listdir(out)) == [".lock"]
