@@ -60,6 +60,12 @@ class DataConfig:
     drop: str = setting("", "CSV: comma-separated columns to drop (ids, categories)", metavar="A,B,...")
     time_col: str = setting("", "CSV: sort rows by this column, then drop it from the variables",
                             metavar="COLUMN")
+    forbid: str = setting("", "prior knowledge: CSV cause,effect[,lag] of edges that must not appear "
+                          "(lag 0 or empty = contemporaneous); see docs/priors.md", metavar="FILE")
+    require: str = setting("", "prior knowledge: CSV cause,effect[,lag] of edges that must appear",
+                           metavar="FILE")
+    tiers: str = setting("", "prior knowledge: CSV variable,tier (integers); no contemporaneous edge from a "
+                         "later tier to an earlier one", metavar="FILE")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +172,11 @@ class SearchConfig:
                                       resumable=True)
     search_rows: int = setting(20000, "rows the search uses at most (evenly spaced complete rows)",
                                rules=("positive",), resumable=True)
+    bootstrap: int = setting(0, "bootstrap replicates (windows or rows resampled), each searched under the chosen "
+                             "model, giving every edge a confidence; 0 = off", rules=("non_negative",), resumable=True)
+    stable_threshold: float = setting(0.0, "with --bootstrap: export only the edges at least this confident "
+                                      "(stability selection); 0 = export the full-data graph",
+                                      rules=("unit_interval",), resumable=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,11 +48,13 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
         chosen = structure.choose_graph(*windows, n_lags=lagged.shape[0], noise=search_cfg.noise, start_DxD=start,
                                         penalty_discount=search_cfg.penalty_discount,
                                         max_rows=search_cfg.search_rows, allowed=priors.get("allowed"),
-                                        required=priors.get("required"), progress=progress)
+                                        required=priors.get("required"), bootstrap=search_cfg.bootstrap,
+                                        stable_threshold=search_cfg.stable_threshold, progress=progress)
     if chosen is not None:
         report.update(orientation=chosen["orientation"], coefficients=chosen["coefficients"],
                       lagged_coefficients=chosen["lagged_coefficients"], model=chosen["model"],
                       search_seconds=chosen["seconds"],
+                      **{k: chosen[k] for k in ("confidence", "lagged_confidence", "bootstrap") if k in chosen},
                       rule=f"best-order search, {chosen['model']['noise']} BIC (penalty x{search_cfg.penalty_discount:g}),"
                            f" started from the trained W; {chosen['model']['directions']}")
     else:
@@ -72,12 +74,14 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
     return report
 
 
-def edge_rows(report: dict, names) -> list[tuple[str, str, float, str]]:
-    """(cause, effect, weight, orientation) of the exported graph, strongest first; an undirected
-    edge is listed once, lower variable index first, with the coefficient of the chosen DAG."""
+def edge_rows(report: dict, names) -> list[tuple]:
+    """(cause, effect, weight, orientation[, confidence]) of the exported graph, strongest first; an
+    undirected edge is listed once, lower variable index first, with the coefficient of the chosen DAG."""
     pdag, coef = report["orientation"] != 0, report["coefficients"]
+    conf = report.get("confidence")
     undirected = pdag & pdag.T
     return sorted(((str(names[i]), str(names[j]), float(coef[i, j]), "undirected" if undirected[i, j] else "directed")
+                   + (() if conf is None else (round(float(conf[i, j]), 4),))
                    for i, j in zip(*np.nonzero(pdag)) if not (undirected[i, j] and i > j)),
                   key=lambda r: -abs(r[2]))
 
@@ -97,16 +101,18 @@ def console_summary(report: dict, names, top: int = 20) -> list[str]:
     rows = edge_rows(report, names)
     lines.append(f"edges: {len(rows)}" + (f" (strongest {top} shown)" if len(rows) > top else ""))
     width = max((len(c) for c, *_ in rows[:top]), default=0)
-    for cause, effect, weight, orientation in rows[:top]:
+    for cause, effect, weight, orientation, *conf in rows[:top]:
         arrow = "->" if orientation == "directed" else "--"
-        lines.append(f"  {cause:>{width}} {arrow} {effect:<{width}} {weight:+.3f}")
+        lines.append(f"  {cause:>{width}} {arrow} {effect:<{width}} {weight:+.3f}"
+                     + (f"  confidence {conf[0]:.2f}" if conf else ""))
     return lines
 
 
-def lagged_rows(report: dict, names) -> list[tuple[str, str, int, float]]:
-    """(cause, effect, lag, weight) of the exported lagged parents, strongest first."""
-    lagged = report["lagged_coefficients"]
-    rows = [(str(names[i]), str(names[j]), lag + 1, float(lagged[lag, i, j])) for lag, i, j in zip(*np.nonzero(lagged))]
+def lagged_rows(report: dict, names) -> list[tuple]:
+    """(cause, effect, lag, weight[, confidence]) of the exported lagged parents, strongest first."""
+    lagged, conf = report["lagged_coefficients"], report.get("lagged_confidence")
+    rows = [(str(names[i]), str(names[j]), lag + 1, float(lagged[lag, i, j]))
+            + (() if conf is None else (round(float(conf[lag, i, j]), 4),)) for lag, i, j in zip(*np.nonzero(lagged))]
     return sorted(rows, key=lambda r: -abs(r[3]))
 
 
@@ -121,12 +127,13 @@ def threshold_table(report: dict) -> list[dict]:
 
 def write_graph_files(run_dir: str, report: dict, names) -> None:
     """graph.csv, weights.npy (the raw D x D W); graph_lagged.csv and weights_lagged.npy if lagged."""
-    _write_csv(os.path.join(run_dir, "graph.csv"), ["cause", "effect", "weight", "orientation"],
+    confidence = ["confidence"] if "confidence" in report else []
+    _write_csv(os.path.join(run_dir, "graph.csv"), ["cause", "effect", "weight", "orientation"] + confidence,
                edge_rows(report, names))
     np.save(os.path.join(run_dir, "weights.npy"), report["weights"])
     if report["lagged"].shape[0]:
         np.save(os.path.join(run_dir, "weights_lagged.npy"), report["lagged"])
-        _write_csv(os.path.join(run_dir, "graph_lagged.csv"), ["cause", "effect", "lag", "weight"],
+        _write_csv(os.path.join(run_dir, "graph_lagged.csv"), ["cause", "effect", "lag", "weight"] + confidence,
                    lagged_rows(report, names))
 
 

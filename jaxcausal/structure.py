@@ -44,31 +44,31 @@ def start_order(start_DxD: np.ndarray | None, d: int) -> list[int]:
 def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, noise: str = "auto",
                  start_DxD: np.ndarray | None = None, penalty_discount: float = 2.0, max_rows: int = 20000,
                  allowed: np.ndarray | None = None, required: np.ndarray | None = None,
-                 seed: int = 0, progress=None) -> dict | None:
+                 bootstrap: int = 0, stable_threshold: float = 0.0, seed: int = 0, progress=None) -> dict | None:
     """Search, choose the model and export. x: raw-scale windows (missing entries masked out).
 
     noise: auto (chosen by BIC) or one of search.NOISES. start_DxD: the trained model's weights,
     whose order starts the search. allowed / required: (D + L*D, D) prior-knowledge masks.
+    bootstrap: K resampled replicates (whole windows, with replacement), each searched like the
+    data under the chosen model, give every edge a confidence; with stable_threshold > 0 the export
+    is then the edges at least that confident (stability selection).
     Returns None when there are too few complete rows to fit the model, else a dict with
     `orientation` (D, D) int8 PDAG, `coefficients` (D, D) least squares on the standardised scale
     (nonzero on both sides of an undirected edge), `lagged_coefficients` (L, D, D), `model` (the
-    choice and the scores behind it), `rows`, `seconds`.
+    choice and the scores behind it), `rows`, `seconds`, and with bootstrap `confidence` (D, D),
+    `lagged_confidence` (L, D, D) and `bootstrap`.
     """
     t0 = time.perf_counter()
     d = x_NxTxD.shape[-1]
     lags = min(n_lags, x_NxTxD.shape[1] - 1)
+    say = progress or (lambda msg: None)
     z = design_rows(x_NxTxD, mask_NxTxD, lags, max_rows)
     if len(z) < MIN_ROWS_PER_COLUMN * z.shape[1] + 2:
         return None
-    sd = z.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    # One shared scale keeps the numbers near 1 without changing relative variances (gauss_ev).
-    design = search.make_design(z / np.sqrt(np.mean(sd[:d] ** 2)), d, penalty_discount=penalty_discount,
-                                allowed=allowed, required=required)
+    design, sd = _design(z, d, penalty_discount, allowed, required)
     learned = start_order(start_DxD, d)
     candidates = search.NOISES if noise == "auto" else (noise,)
     states, scores = {}, {}
-    say = progress or (lambda msg: None)
     # Restarts guard against the local optima of single relocation moves; the score decides. The
     # other models start from the Gaussian optimum, which lies in the right class when they hold.
     say(f"search: gauss_nv from {len(starts := restarts(learned, d, seed))} orders ...")
@@ -78,20 +78,55 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
             states[model] = nv
         else:
             say(f"search: {model} ...")
-            states[model] = search.search(design, _unique([nv.order, learned]), model,
-                                          max_sweeps=10 if model == "gauss_ev" else 50)
+            states[model] = _search_other(design, model, nv.order, learned)
         scores[model] = {"bic": search.bic(design, states[model], model),
                          "nll": search.nll(design, states[model], model),
                          "edges": search.edge_count(states[model]), "moves": states[model].moves}
     chosen = min(candidates, key=lambda m: scores[m]["bic"])
-    state = states[chosen]
+    out = _export(design, states[chosen], chosen, sd, lags)
+    undirected = int(((out["orientation"] == 1) & (out["orientation"].T == 1)).sum() // 2)
+    out["model"] = {"noise": chosen, "mechanism": "linear",
+                    "choice": "auto (lowest BIC)" if noise == "auto" else "fixed",
+                    "directions": "equivalence class (CPDAG)" if chosen == "gauss_nv" else "identified",
+                    "undirected_edges": undirected, "penalty_discount": penalty_discount,
+                    "rows": int(len(z)), "scores": scores}
+    out["rows"] = int(len(z))
+    if bootstrap:
+        t_boot = time.perf_counter()
+        say(f"bootstrap: {bootstrap} replicates under {chosen} ...")
+        replicates = [_replicate(x_NxTxD, mask_NxTxD, lags, max_rows, penalty_discount, allowed, required,
+                                 chosen, learned, seed, k) for k in range(bootstrap)]
+        out.update(_confidence(out, replicates, stable_threshold))
+        out["bootstrap"] = {"replicates": bootstrap, "resampled": "windows" if x_NxTxD.shape[1] > 1 else "rows",
+                            "model": chosen, "stable_threshold": stable_threshold,
+                            "seconds": time.perf_counter() - t_boot}
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _design(z, d, penalty_discount, allowed, required):
+    sd = z.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    # One shared scale keeps the numbers near 1 without changing relative variances (gauss_ev).
+    design = search.make_design(z / np.sqrt(np.mean(sd[:d] ** 2)), d, penalty_discount=penalty_discount,
+                                allowed=allowed, required=required)
+    return design, sd
+
+
+def _search_other(design, model, nv_order, learned):
+    return search.search(design, _unique([nv_order, learned]), model, max_sweeps=10 if model == "gauss_ev" else 50)
+
+
+def _export(design, state, chosen: str, sd=None, lags: int = 0) -> dict:
+    """The graph of a search state in the form its model supports (DAG, or CPDAG for gauss_nv)."""
+    d = design.d
+    sd = np.ones(design.a) if sd is None else sd
     coef, lag_coef = search.adjacency(design, state)
     # Standardised effects: coefficient x sd(cause) / sd(effect).
     coef_std = coef * sd[:d, None] / sd[None, :d]
     lag_std = (lag_coef * sd[d:, None] / sd[None, :d]).reshape(lags, d, d)
     dag = coef != 0
-    identified = chosen != "gauss_nv"
-    if identified:
+    if chosen != "gauss_nv":
         orientation = dag.astype(np.int8)
     elif lags:
         orientation = cpdag.cpdag_with_lags(dag, lag_std != 0)
@@ -100,15 +135,60 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
     undirected = (orientation == 1) & (orientation.T == 1)
     coefficients = np.where(dag, coef_std, 0.0)
     coefficients = np.where(undirected & ~dag, coefficients.T, coefficients)
-    return {
-        "orientation": orientation.astype(np.int8), "coefficients": coefficients.astype(np.float32),
-        "lagged_coefficients": lag_std.astype(np.float32), "rows": int(len(z)),
-        "seconds": time.perf_counter() - t0,
-        "model": {"noise": chosen, "mechanism": "linear", "choice": "auto (lowest BIC)" if noise == "auto" else "fixed",
-                  "directions": "identified" if identified else "equivalence class (CPDAG)",
-                  "undirected_edges": int(undirected.sum() // 2), "penalty_discount": penalty_discount,
-                  "rows": int(len(z)), "scores": scores},
-    }
+    return {"orientation": orientation.astype(np.int8), "coefficients": coefficients.astype(np.float32),
+            "lagged_coefficients": lag_std.astype(np.float32)}
+
+
+def _replicate(x, mask, lags, max_rows, penalty_discount, allowed, required, chosen, learned, seed, k) -> dict:
+    """One bootstrap replicate, searched and exported under the chosen model."""
+    d = x.shape[-1]
+    rng = np.random.default_rng([seed, k])
+    if x.shape[1] > 1:  # whole windows, so lag pairs stay intact
+        pick = rng.integers(0, x.shape[0], x.shape[0])
+        z = design_rows(x[pick], mask[pick], lags, max_rows)
+    else:
+        z = design_rows(x, mask, lags, max_rows)
+        z = z[rng.integers(0, len(z), len(z))]
+    design, sd = _design(z, d, penalty_discount, allowed, required)
+    nv = search.search(design, _unique([learned, list(range(d))]), "gauss_nv")
+    state = nv if chosen == "gauss_nv" else _search_other(design, chosen, nv.order, learned)
+    return _export(design, state, chosen, sd, lags)
+
+
+def _confidence(out: dict, replicates: list[dict], stable_threshold: float) -> dict:
+    """Fractions of replicates holding each edge with each orientation, and (stability selection)
+    the export restricted to the edges whose orientation reaches `stable_threshold`."""
+    k = len(replicates)
+    pd = np.stack([r["orientation"] != 0 for r in replicates])
+    und = pd & pd.transpose(0, 2, 1)
+    directed_freq = (pd & ~und).mean(axis=0)  # [i, j]: share with i -> j
+    undirected_freq = und.mean(axis=0)
+    lag_freq = np.stack([r["lagged_coefficients"] != 0 for r in replicates]).mean(axis=0)
+    orient = out["orientation"] != 0
+    out_und = orient & orient.T
+    confidence = np.where(out_und, undirected_freq, np.where(orient, directed_freq, 0.0))
+    result = {"confidence": confidence.astype(np.float32),
+              "lagged_confidence": np.where(out["lagged_coefficients"] != 0, lag_freq, 0.0).astype(np.float32),
+              "edge_frequencies": {"directed": directed_freq, "undirected": undirected_freq, "replicates": k}}
+    if stable_threshold > 0:
+        # Per pair, the most frequent orientation, kept when it reaches the threshold; cycles among
+        # the kept directed edges are broken at their least confident edge.
+        keep_dir = (directed_freq >= stable_threshold) & (directed_freq >= directed_freq.T) \
+            & (directed_freq >= undirected_freq)
+        keep_und = (undirected_freq >= stable_threshold) & (undirected_freq > np.maximum(directed_freq,
+                                                                                           directed_freq.T))
+        directed = graphs.enforce_dag(np.where(keep_dir & ~keep_und, directed_freq + 1e-9, 0.0)) > 0
+        pdag = (directed | keep_und).astype(np.int8)
+        coef = np.mean([r["coefficients"] for r in replicates], axis=0)
+        coef = np.where(pdag != 0, coef, 0.0)
+        result.update(orientation=pdag, coefficients=coef.astype(np.float32),
+                      confidence=np.where(keep_und, undirected_freq, np.where(directed, directed_freq, 0.0))
+                      .astype(np.float32))
+        lagged = lag_freq >= stable_threshold
+        result["lagged_coefficients"] = np.where(
+            lagged, np.mean([r["lagged_coefficients"] for r in replicates], axis=0), 0.0).astype(np.float32)
+        result["lagged_confidence"] = np.where(lagged, lag_freq, 0.0).astype(np.float32)
+    return result
 
 
 def restarts(learned: list[int], d: int, seed: int) -> list[list[int]]:
