@@ -35,9 +35,17 @@ def dumps(value: Any, **kwargs) -> str:
 def write_json(path: str, value: Any) -> None:
     """Write atomically: a crash mid-write never leaves a truncated file behind."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(dumps(value, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError:  # a full or read-only disk: the old file stays, the partial one goes
+        if os.path.exists(tmp):
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        raise
 
 
 class JsonlLog:

@@ -297,17 +297,25 @@ def test_disk_full_during_a_run_stops_with_one_line_and_resumes_once_space_is_ba
     assert check_run(run_dir).returncode == 0
 
 
-def test_read_only_run_directory_is_refused_and_resumes_once_writable(small_disk, capfd):
+@pytest.mark.parametrize("fault", ["read_only", "full"])
+def test_unwritable_run_directory_refuses_a_resume_and_resumes_once_writable(small_disk, capfd, fault):
     run_dir = os.path.join(small_disk, "run")
     code, _, err = run_fd([*SMOKE, "--epochs", "2", "--out", run_dir], capfd)
     assert code == 0, err
     before = snapshot(run_dir)
-    subprocess.run(["mount", "-o", "remount,ro", small_disk], check=True)
+    if fault == "read_only":
+        subprocess.run(["mount", "-o", "remount,ro", small_disk], check=True)
+    else:
+        filler = fill(small_disk)
     try:
         code, _, err = run_fd(["--resume", run_dir, "--epochs", "3"], capfd)
-        one_error_line(code, err, run_dir, "Read-only file system", "--resume")
+        reason = "Read-only file system" if fault == "read_only" else "No space left on device"
+        one_error_line(code, err, run_dir, reason, "(epoch 2) is kept", "--resume")
     finally:
-        subprocess.run(["mount", "-o", "remount,rw", small_disk], check=True)
+        if fault == "read_only":
+            subprocess.run(["mount", "-o", "remount,rw", small_disk], check=True)
+        else:
+            os.remove(filler)
     assert snapshot(run_dir) == before
     code, _, err = run_fd(["--resume", run_dir, "--epochs", "3"], capfd)
     assert code == 0, err
