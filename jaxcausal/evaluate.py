@@ -98,7 +98,7 @@ def data_loss(setup: training.Setup, state, standardizer: Standardizer) -> dict:
     d = x.shape[-1]
     truth = np.zeros((d, d), np.float32) if setup.prepared.truth is None else setup.prepared.truth
     out = jax.jit(make_eval_fn(setup.model, setup.loss_fn, has_truth=False))(
-        state.params, state.loss_weights(), jnp.asarray(x), jnp.asarray(m), jnp.asarray(truth, jnp.float32))
+        state.params, state.lambdas, state.pressure, jnp.asarray(x), jnp.asarray(m), jnp.asarray(truth, jnp.float32))
     return {"source": ds.source, "windows": int(x.shape[0]), "loss": float(out["val_loss"]),
             "recon": float(out["val_aux"]["recon"])}
 

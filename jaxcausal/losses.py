@@ -7,8 +7,9 @@ Every component is mean-reduced so its scale does not grow with the data size:
   acyclic = h(W), the chosen acyclicity penalty       (zero exactly on DAGs)
   disen   = mean |cross-correlation| between the latent blocks z_s, z_n, z_b over the batch
 The acyclicity pressure (see `pressure`) adds alpha * h + rho / 2 * h^2 on top of the fixed weight
-lambda_acyclic and scales the score terms (fit, sparse, disen) by mu; alpha, rho and mu live in
-`LossWeights` so they are data, not constants.
+lambda_acyclic and scales the score terms (fit, sparse, disen) by mu. The loss takes the fixed
+`LossWeights` and the `PressureState` (which holds alpha, rho and mu) as separate arguments; both are
+data, not constants, so one compiled loss serves every member of a sweep.
 """
 from __future__ import annotations
 
@@ -19,24 +20,21 @@ import jax.numpy as jnp
 
 from jaxcausal import acyclicity
 from jaxcausal.model import CausalSEM, off_diagonal
+from jaxcausal.pressure import PressureState
 
 
 class LossWeights(NamedTuple):
-    """Per-run (or per-population-member) scalars; float32 so vmapped sweeps can vary them."""
+    """The fixed loss weights of a run (or population member); float32 so vmapped sweeps can vary them."""
 
     recon: jax.Array
     sparse: jax.Array
     acyclic: jax.Array
     disen: jax.Array
-    alpha: jax.Array  # augmented-Lagrangian multiplier
-    rho: jax.Array  # augmented-Lagrangian penalty weight
-    mu: jax.Array  # weight of the score terms (the path schedule lowers it)
 
     @classmethod
-    def create(cls, loss_cfg, rho: float) -> "LossWeights":
-        f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
-        return cls(f(loss_cfg.lambda_recon), f(loss_cfg.lambda_sparse), f(loss_cfg.lambda_acyclic),
-                   f(loss_cfg.lambda_disen), f(0.0), f(rho), f(1.0))
+    def create(cls, loss_cfg) -> "LossWeights":
+        """From a LossConfig's lambda_recon, lambda_sparse, lambda_acyclic and lambda_disen."""
+        return cls(*(jnp.asarray(getattr(loss_cfg, f"lambda_{name}"), jnp.float32) for name in cls._fields))
 
 
 class Batch(NamedTuple):
@@ -47,8 +45,8 @@ class Batch(NamedTuple):
 def cross_correlation(a_BxK: jax.Array, b_BxK: jax.Array) -> jax.Array:
     """Mean absolute Pearson correlation between the columns of a and b over the batch."""
     def unit(z):
-        z = z - z.mean(axis=0)
-        return z / jnp.sqrt(jnp.mean(z**2, axis=0) + 1e-6)
+        z = z - z.mean(axis=0, keepdims=True)
+        return z / jnp.sqrt(jnp.mean(z**2, axis=0, keepdims=True) + 1e-6)
     return jnp.mean(jnp.abs(unit(a_BxK).T @ unit(b_BxK) / a_BxK.shape[0]))
 
 
@@ -86,14 +84,14 @@ def fit_term(kind: str, resid_BxTxD: jax.Array, m_BxTxD: jax.Array, adj_DxD: jax
 
 
 def make_loss_fn(model: CausalSEM, penalty: str, fit: str = "mse") -> Callable:
-    """Loss for `model`; `penalty` names the acyclicity form (see `acyclicity.PENALTIES`),
-    `fit` the data-fit term (see `fit_term`)."""
+    """`loss_fn(params, batch, weights, pressure) -> (loss, aux)` for `model`; `penalty` names the
+    acyclicity form (see `acyclicity.PENALTIES`), `fit` the data-fit term (see `fit_term`)."""
     penalty_fn = acyclicity.get_penalty(penalty)
     linear = model.sem == "linear"
     fit_kind = fit
     n_lags = model.max_lag
 
-    def loss_fn(params, batch: Batch, weights: LossWeights):
+    def loss_fn(params, batch: Batch, weights: LossWeights, pressure: PressureState):
         variables = {"params": params}
         out = model.apply(variables, batch.x)
         # Steps whose lagged parents fall before the window start are not scored.
@@ -110,12 +108,12 @@ def make_loss_fn(model: CausalSEM, penalty: str, fit: str = "mse") -> Callable:
         h = penalty_fn(adj)
         disen = (cross_correlation(out.z_s, out.z_n) + cross_correlation(out.z_s, out.z_b)
                  + cross_correlation(out.z_n, out.z_b)) / 3.0
-        acyclic_weighted = weights.acyclic * h + weights.alpha * h + 0.5 * weights.rho * h**2
+        acyclic_weighted = weights.acyclic * h + pressure.alpha * h + 0.5 * pressure.rho * h**2
         # L1 per variable (sum of |parent weights| / D): its pull on each edge, relative to the per-variable
         # fit, is then the same at every D (the logged `sparse` stays the mean over entries).
         l1_per_var = (d - 1) * sparse + (w_lag.shape[-1] * sparse_lag if n_lags > 0 else 0.0)
         score = weights.recon * fit + weights.sparse * l1_per_var + weights.disen * disen
-        loss = weights.mu * score + acyclic_weighted
+        loss = pressure.mu * score + acyclic_weighted
         aux = {"recon": recon, "sparse": sparse, "sparse_lag": sparse_lag, "acyclic": h,
                "disen": disen, "acyclic_weighted": acyclic_weighted,
                "fit": fit, "recon_weighted": weights.recon * fit,

@@ -76,14 +76,14 @@ class CausalSEM(nn.Module):
         if self.sem == "linear":
             return x_BxTxD @ (self.w * mask)
         fc1 = self.fc1 * mask[:, :, None]
-        h_BxTxDxH = jax.nn.sigmoid(jnp.einsum("bti,ijh->btjh", x_BxTxD, fc1) + self.fc1_bias)
+        h_BxTxDxH = jax.nn.sigmoid(jnp.einsum("bti,ijh->btjh", x_BxTxD, fc1) + self.fc1_bias[None, None])
         return jnp.einsum("btjh,jh->btj", h_BxTxDxH, self.fc2)
 
     def __call__(self, x_BxTxD: jax.Array) -> ModelOutput:
         explained = self.instantaneous(x_BxTxD)
         for lag in range(1, self.max_lag + 1):
             explained = explained + lagged(x_BxTxD, lag) @ self.w_lag[lag - 1]
-        x_hat = explained + self.bias
+        x_hat = explained + self.bias[None, None, :]
         z_s = self.enc_s(explained.mean(axis=1))
         z_n = self.enc_n((x_BxTxD - explained).mean(axis=1))
         z_b = self.enc_b(x_BxTxD.mean(axis=1))

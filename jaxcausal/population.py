@@ -22,7 +22,6 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxcausal import reporting
-from jaxcausal.config import LAMBDA_FIELDS  # the loss weights a sweep grids over, in schema order
 from jaxcausal.losses import LossWeights
 from jaxcausal.steps import TrainState, init_state, tree_where
 
@@ -60,10 +59,9 @@ def layout(size: int, devices: Sequence[Any] | None = None) -> Layout:
 
 
 def member_weights(members: Sequence[Member]) -> LossWeights:
-    """(P,) float32 loss weights; alpha/rho/mu are placeholders (the pressure state supplies them)."""
-    col = lambda name: jnp.asarray([m.lambdas[name] for m in members], jnp.float32)  # noqa: E731
-    zeros = jnp.zeros((len(members),), jnp.float32)
-    return LossWeights(*(col(name) for name in LAMBDA_FIELDS), alpha=zeros, rho=zeros, mu=zeros + 1.0)
+    """(P,) float32 loss weights, one per member."""
+    return LossWeights(*(jnp.asarray([m.lambdas[f"lambda_{name}"] for m in members], jnp.float32)
+                         for name in LossWeights._fields))
 
 
 def padded_members(members: Sequence[Member], padded: int) -> list[Member]:

@@ -2,8 +2,9 @@
 
 `make_epoch_fn` returns `epoch(state, data) -> (state, metrics)`: a shuffled `lax.scan` over the
 training batches, the acyclicity-pressure update, the 21-threshold validation sweep and the
-early-stopping update, with no host round trip. A member whose early stopping has fired is frozen,
-so the same function serves one run (`jit`) and a population (`jit(vmap)`).
+early-stopping update, with no host round trip; `metrics["checkpoint_metric"]` is what the host
+ranks checkpoints by. A member whose early stopping has fired is frozen, so the same function
+serves one run (`jit`) and a population (`jit(vmap)`).
 """
 from __future__ import annotations
 
@@ -14,18 +15,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcausal import early_stopping
 from jaxcausal import metrics as metrics_lib
 from jaxcausal import pressure
 from jaxcausal.losses import Batch, LossWeights
 from jaxcausal.model import CausalSEM, edge_scores
 from jaxcausal.optim import plateau_scale
-
-
-class EarlyStopState(NamedTuple):
-    best_metric: jax.Array  # val F1 with truth, -val_loss without; higher is better
-    best_epoch: jax.Array
-    bad_epochs: jax.Array
-    stopped: jax.Array  # bool: patience exhausted
 
 
 class TrainData(NamedTuple):
@@ -40,17 +35,14 @@ class TrainData(NamedTuple):
 class TrainState:
     params: Any
     opt_state: Any
-    lambdas: LossWeights  # fixed loss weights (alpha / rho fields unused: see `pressure`)
+    lambdas: LossWeights  # the fixed loss weights; the acyclicity pressure's weights are in `pressure`
     pressure: pressure.PressureState
-    early: EarlyStopState
+    early: early_stopping.EarlyStoppingState
     step: jax.Array
     epoch: jax.Array  # epochs completed
     key: jax.Array  # raw uint32 PRNG key data
     nonfinite_run: jax.Array  # consecutive non-finite steps
     nonfinite_total: jax.Array
-
-    def loss_weights(self) -> LossWeights:
-        return self.lambdas._replace(alpha=self.pressure.alpha, rho=self.pressure.rho, mu=self.pressure.mu)
 
 
 def tree_where(cond, on_true, on_false):
@@ -64,26 +56,31 @@ def init_state(model: CausalSEM, optimizer: optax.GradientTransformation, cfg, s
     init_key, train_key = jax.random.split(key)
     params = model.init(init_key, sample_x)["params"]
     i32 = lambda v: jnp.asarray(v, jnp.int32)  # noqa: E731
-    lambdas = lambdas if lambdas is not None else LossWeights.create(cfg.loss, 0.0)
+    lambdas = lambdas if lambdas is not None else LossWeights.create(cfg.loss)
     return TrainState(
         params=params,
         opt_state=optimizer.init(params),
         lambdas=lambdas,
         # The path's h weight puts h on the scale of the fit summed over the D variables.
         pressure=pressure.pressure_init(cfg.dag, lambdas.recon * jnp.float32(1.0 / sample_x.shape[-1])),
-        early=EarlyStopState(jnp.float32(-jnp.inf), i32(-1), i32(0), jnp.asarray(False)),
+        early=early_stopper(cfg).init(),
         step=i32(0), epoch=i32(0),
         key=jax.random.key_data(train_key),
         nonfinite_run=i32(0), nonfinite_total=i32(0),
     )
 
 
+def early_stopper(cfg) -> early_stopping.EarlyStopping:
+    """The run's early-stopping rule (cfg: the full Config)."""
+    return early_stopping.early_stopping(cfg.train.patience, cfg.train.min_epochs)
+
+
 def make_eval_fn(model: CausalSEM, loss_fn: Callable, has_truth: bool) -> Callable:
-    """`evaluate(params, weights, x, m, truth) -> dict`: loss, scores and the threshold sweep."""
+    """`evaluate(params, weights, pressure_state, x, m, truth) -> dict`: loss, scores and the threshold sweep."""
     thresholds = jnp.asarray(metrics_lib.THRESHOLDS, jnp.float32)
 
-    def evaluate(params, weights: LossWeights, x, m, truth):
-        loss, aux = loss_fn(params, Batch(x, m), weights)
+    def evaluate(params, weights: LossWeights, pressure_state: pressure.PressureState, x, m, truth):
+        loss, aux = loss_fn(params, Batch(x, m), weights, pressure_state)
         scores = edge_scores(model, params)
         out = {"val_loss": loss, "val_aux": aux, "scores": scores}
         if has_truth:
@@ -101,11 +98,11 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
     """Build `epoch(state, data) -> (state, metrics)`; cfg: the full Config (static values only)."""
     evaluate = make_eval_fn(model, loss_fn, has_truth)
     clip_norm = cfg.optim.clip_norm
-    patience, min_epochs = cfg.train.patience, cfg.train.min_epochs
+    stopper = early_stopper(cfg)
     path = cfg.dag.schedule == "path"
 
     def train_batches(state: TrainState, data: TrainData):
-        weights = state.loss_weights()
+        weights, pressure_state = state.lambdas, state.pressure
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.epoch)
         n_train = data.x_train.shape[0]
         passes = -(-n_batches * batch_size // n_train)  # an epoch may span several shuffled passes
@@ -115,11 +112,11 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
         def step(carry, idx):
             params, opt_state, run, total = carry
             batch = Batch(data.x_train[idx], data.m_train[idx])
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, weights)
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, weights, pressure_state)
             grad_norm = optax.tree.norm(grads)
             finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
             if path:  # the plateau watches this inner solve's objective (score + h / mu), fixed within a stage
-                watched = loss / weights.mu
+                watched = loss / pressure_state.mu
             else:  # the lagrangian's terms rise by design: watch the fit alone
                 watched = aux["recon_weighted"] + aux["sparse_weighted"] + aux["disen_weighted"]
             updates, new_opt_state = optimizer.update(grads, opt_state, params, value=watched)
@@ -154,7 +151,7 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
 
     def epoch(state: TrainState, data: TrainData):
         new_state, train_metrics = train_batches(state, data)
-        val = evaluate(new_state.params, new_state.loss_weights(), data.x_val, data.m_val, data.truth)
+        val = evaluate(new_state.params, new_state.lambdas, new_state.pressure, data.x_val, data.m_val, data.truth)
         h = val["val_aux"]["acyclic"]
         # The pressure moves once per `steps_per_update` optimiser steps (an inner solve), so its pace
         # does not depend on how many batches an epoch happens to have.
@@ -172,21 +169,16 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
             metric = val["sweep"]["f1"][val["best_index"]]
         else:
             metric = -val["val_loss"]
-        early = new_state.early
         # Only epochs trained in the schedule's last stage are candidates (earlier graphs are not yet DAGs).
         eligible = pressure.final_stage(new_state.pressure, cfg.dag)
-        improved = eligible & jnp.isfinite(metric) & (metric > early.best_metric)
-        bad = jnp.where(improved | ~eligible, 0, early.bad_epochs + 1)
-        early = EarlyStopState(
-            best_metric=jnp.where(improved, metric, early.best_metric),
-            best_epoch=jnp.where(improved, epoch_no, early.best_epoch),
-            bad_epochs=bad,
-            stopped=(bad >= patience) & (epoch_no >= min_epochs) & (patience > 0),
-        )
+        early, improved = stopper.update(new_state.early, metric, epoch=epoch_no, eligible=eligible)
         new_state = new_state.replace(pressure=new_pressure, early=early, epoch=epoch_no)
         # A member that had already stopped stays exactly as it was (population runs).
         new_state = tree_where(state.early.stopped, state, new_state)
+        # Epochs before the last stage never rank as best (not DAGs yet): NaN is never ranked (`Checkpoints.save`).
+        checkpoint_metric = jnp.where(eligible, metric, jnp.nan)
         out = dict(train_metrics, **val, improved=improved & ~state.early.stopped, eligible=eligible, h=h,
+                   checkpoint_metric=checkpoint_metric,
                    learning_rate=cfg.optim.lr * plateau_scale(new_state.opt_state),
                    rho=new_state.pressure.rho, alpha=new_state.pressure.alpha, mu=new_state.pressure.mu,
                    stage=new_state.pressure.stage)

@@ -26,7 +26,7 @@ from jaxcausal.losses import make_loss_fn
 from jaxcausal.model import build_model
 from jaxcausal.optim import build_optimizer
 from jaxcausal.prepare import Prepared, prepare
-from jaxcausal.steps import TrainData, TrainState, init_state, make_epoch_fn
+from jaxcausal.steps import TrainData, TrainState, early_stopper, init_state, make_epoch_fn
 
 RUN_FILES = ("config.json", "training_log.jsonl", "summary.json", "graph.csv", "weights.npy",
              "weights_lagged.npy", "graph_lagged.csv", "checkpoints", "evaluation")
@@ -291,10 +291,7 @@ def _train_locked(cfg: config_lib.Config, setup: Setup, run_dir: str, resume: st
                 stop_reason = "interrupted"
             final = stop_reason is not None or epoch >= cfg.train.epochs
             if bool(out["improved"]) or final or epoch % cfg.train.checkpoint_every == 0:
-                metric = float(out["sweep"]["f1"][out["best_index"]]) if setup.has_truth else -float(out["val_loss"])
-                # Epochs before the schedule's last stage never rank as best (their graphs are not DAGs yet).
-                metric = metric if bool(out["eligible"]) else None
-                ckpts.save(epoch, state, checkpoint_meta(setup, state), metric)
+                ckpts.save(epoch, state, checkpoint_meta(setup, state), float(out["checkpoint_metric"]))
         log.close()
         ckpts.wait()
     train_time = time.perf_counter() - start
@@ -342,10 +339,9 @@ def resume_state(setup: Setup, ckpts: checkpoint.Checkpoints, run_dir: str) -> T
         ckpts.delete(skipped)
         print(f"WARNING: deleted unreadable checkpoint {ckpts.directory}/{skipped}; epochs after {step} run again",
               file=sys.stderr, flush=True)
-    # patience / min_epochs may change on resume: re-decide early stopping as the epoch function does.
-    t, early = setup.cfg.train, state.early
-    stopped = (early.bad_epochs >= t.patience) & (state.epoch >= t.min_epochs) & (t.patience > 0)
-    return state.replace(early=early._replace(stopped=jnp.asarray(stopped)))
+    # patience / min_epochs may change on resume: re-apply the epoch function's stopping rule.
+    stopped = early_stopper(setup.cfg).should_stop(state.early, state.epoch)
+    return state.replace(early=state.early._replace(stopped=jnp.asarray(stopped)))
 
 
 def open_log(path: str, keep_epochs: int | None, health: reporting.HealthMonitor) -> reporting.JsonlLog:

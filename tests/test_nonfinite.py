@@ -41,8 +41,8 @@ def inject(monkeypatch, poison):
     def make_loss_fn(*args, **kwargs):
         real = REAL_MAKE_LOSS_FN(*args, **kwargs)
 
-        def loss_fn(params, batch, weights):
-            loss, aux = real(params, batch, weights)
+        def loss_fn(params, batch, weights, pressure):
+            loss, aux = real(params, batch, weights, pressure)
             return poison(loss, params, batch, weights), aux
         return loss_fn
     monkeypatch.setattr(training, "make_loss_fn", make_loss_fn)

@@ -96,7 +96,7 @@ def test_a_stage_change_restarts_the_optimiser(tmp_path, schedule):
     for n in range(1, 7):
         state, _ = epoch(state, data)
         stages.append(int(state.pressure.stage))
-        np.testing.assert_allclose(float(state.loss_weights().mu),
+        np.testing.assert_allclose(float(state.pressure.mu),
                                    cfg.dag.mu_factor**stages[-1] if schedule == "path" else 1.0, rtol=1e-6)
         # Only the path restarts its optimiser, and only when the stage moved (not after the last one).
         restarted = schedule == "path" and n in (2, 4)

@@ -30,7 +30,8 @@ def test_one_step_moves_weights_and_keeps_loss_finite(smoke_config):
     state = setup.init_state()
     x = jnp.asarray(setup.prepared.x_train[:8])
     batch = Batch(x, jnp.ones_like(x))
-    (loss, aux), grads = jax.value_and_grad(setup.loss_fn, has_aux=True)(state.params, batch, state.loss_weights())
+    (loss, aux), grads = jax.value_and_grad(setup.loss_fn, has_aux=True)(state.params, batch, state.lambdas,
+                                                                           state.pressure)
     assert np.isfinite(float(loss))
     assert set(aux) >= {"recon", "sparse", "acyclic", "disen"}
     updates, _ = setup.optimizer.update(grads, state.opt_state, state.params, value=loss)
