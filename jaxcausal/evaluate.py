@@ -24,7 +24,7 @@ from jaxcausal.errors import InputError
 from jaxcausal.model import build_model
 from jaxcausal.steps import make_eval_fn
 
-COMPARED = ("best_epoch", "graph", "threshold_table", "best", "label_free", "exported")
+COMPARED = ("best_epoch", "graph", "model", "threshold_table", "best", "exported")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +84,8 @@ def load(run_dir: str, *, data: str | None = None, truth: str | None = None, epo
 
 
 def _graph_report(setup: training.Setup, params, other_data: bool) -> dict:
-    """The run's graph: refined on the run's own training split as in training; scoring another
-    file (--data) keeps the unrefined graph, so the answer never depends on the file being scored."""
+    """The run's graph: searched on the run's own training split as in training; scoring another
+    file (--data) keeps thresholded W, so the answer never depends on the file being scored."""
     if other_data:
         return export.graph_report(setup.model, params, setup.prepared.truth, setup.cfg.train.graph_threshold)
     return training.graph_report(setup, params)
@@ -103,15 +103,20 @@ def data_loss(setup: training.Setup, state, standardizer: Standardizer) -> dict:
             "recon": float(out["val_aux"]["recon"])}
 
 
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def compare_with_run(run_dir: str, out_dir: str, summary: dict) -> list[str]:
     """Names of the run's files and summary fields the evaluation does not reproduce exactly."""
     differ = []
     for name in ("graph.csv", "weights.npy"):
         ours, theirs = os.path.join(out_dir, name), os.path.join(run_dir, name)
-        if not os.path.isfile(theirs) or open(ours, "rb").read() != open(theirs, "rb").read():
+        if not os.path.isfile(theirs) or _read_bytes(ours) != _read_bytes(theirs):
             differ.append(name)
     path = os.path.join(run_dir, "summary.json")
-    saved = json.load(open(path)) if os.path.isfile(path) else {}
+    saved = json.loads(_read_bytes(path)) if os.path.isfile(path) else {}
     differ += [f"summary.json:{k}" for k in COMPARED if k in summary and saved.get(k) != summary[k]]
     return differ
 
@@ -135,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(out_dir, exist_ok=True)
     names = list(setup.prepared.dataset.names)
     export.write_graph_files(out_dir, report, names)
-    export.write_lagged_graph(out_dir, report, names, setup.cfg.train.graph_threshold)
     summary = training.summarize(setup, report, step, state, stop_reason=None)
     summary = {k: summary[k] for k in COMPARED if k in summary}
     if args.data:

@@ -27,7 +27,7 @@ import numpy as np
 
 NOISES = ("gauss_nv", "gauss_ev", "laplace")
 LOCAL_ALL = 150  # designs up to this many columns consider every column a potential parent
-EV_PASSES = 3  # gauss_ev: searches alternated with re-estimating the shared variance
+EV_PASSES = 2  # gauss_ev: searches alternated with re-estimating the shared variance
 
 
 @dataclasses.dataclass

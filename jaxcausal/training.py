@@ -29,7 +29,8 @@ from jaxcausal.prepare import Prepared, prepare
 from jaxcausal.steps import TrainData, TrainState, early_stopper, init_state, make_epoch_fn
 
 RUN_FILES = ("config.json", "training_log.jsonl", "summary.json", "graph.csv", "weights.npy",
-             "weights_lagged.npy", "graph_lagged.csv", "checkpoints", "evaluation")
+             "weights_lagged.npy", "graph_lagged.csv", "graph.dot", "graph.png", "training.png", "checkpoints",
+             "evaluation")
 RESUMABLE = config_lib.RESUMABLE  # settings that may change on --resume, marked in the schema
 EXIT_NONFINITE = 2  # like bad input: the run stopped on a numerical fault (see README, Troubleshooting)
 EXIT_SIGNAL_BASE = 128  # interrupted runs exit with 128 + signal number (130 SIGINT, 143 SIGTERM)
@@ -230,6 +231,8 @@ def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     run_dir = resume or cfg.train.out or default_run_dir()
     setup = build(cfg, warn=warn)  # data first: bad input never creates or clears a run directory
+    say(setup.prepared.describe())
+    use_compile_cache(cfg.train.compile_cache)
     # One process per run directory, locked before anything in it is cleared (jaxcausal/rundir.py).
     with rundir.RunLock(run_dir, warn=warn):
         return _train_locked(cfg, setup, run_dir, resume, say, warn)
@@ -262,6 +265,7 @@ def _train_locked(cfg: config_lib.Config, setup: Setup, run_dir: str, resume: st
         health.quiet = cfg.train.quiet
         data = setup.train_data()
         t0 = time.perf_counter()
+        say("compiling the epoch program" + (" (cached after the first run)" if cfg.train.compile_cache else ""))
         epoch_fn = jax.jit(setup.epoch_fn(), donate_argnums=0).lower(state, data).compile()
         compile_time = time.perf_counter() - t0
         stop_reason = "early_stopping" if bool(state.early.stopped) else None
@@ -301,7 +305,7 @@ def _train_locked(cfg: config_lib.Config, setup: Setup, run_dir: str, resume: st
         ckpts.close()
         warn(f"Interrupted by {stop.name} before an epoch finished; nothing new to save. Continue with: {hint}")
         return state, {"stop_reason": stop_reason, "exit_code": EXIT_SIGNAL_BASE + stop.signum}
-    summary = finish_run(setup, ckpts, run_dir, state, stop_reason, health, compile_time, train_time)
+    summary = finish_run(setup, ckpts, run_dir, state, stop_reason, health, compile_time, train_time, say)
     ckpts.close()
     if stop_reason == "interrupted":
         warn(f"Interrupted by {stop.name} after epoch {int(state.epoch)}; checkpoint saved, log flushed. "
@@ -385,40 +389,71 @@ def restore_best(setup: Setup, ckpts: checkpoint.Checkpoints, state: TrainState)
         return state, int(state.epoch)
 
 
-def graph_report(setup: Setup, params) -> dict:
-    """`export.graph_report` for this setup: refined on its training split when configured (linear SEM)."""
-    refine_on = None
-    if setup.cfg.train.refine == "hill_climb" and setup.cfg.model.sem == "linear":
-        refine_on = (setup.prepared.x_train, setup.prepared.m_train)
-    noise = "laplace" if setup.cfg.loss.fit == "laplace_nv" else "gaussian"  # the fit's own noise model
+def raw_train_windows(setup: Setup) -> tuple[np.ndarray, np.ndarray]:
+    """The training windows on the data's own scale (the search's equal-variance model needs it)."""
+    p = setup.prepared
+    x = p.x_train * p.standardizer.std + p.standardizer.mean
+    return np.where(p.m_train != 0, x, 0.0), p.m_train
+
+
+def graph_report(setup: Setup, params, progress=None) -> dict:
+    """`export.graph_report` for this setup: searched on its raw-scale training split (linear SEM)."""
     return export.graph_report(setup.model, params, setup.prepared.truth, setup.cfg.train.graph_threshold,
-                               refine_on=refine_on, noise=noise)
+                               windows=raw_train_windows(setup), search_cfg=setup.cfg.search, progress=progress)
 
 
 def finish_run(setup: Setup, ckpts, run_dir: str, state: TrainState, stop_reason: str,
-               health: reporting.HealthMonitor, compile_time: float, train_time: float) -> dict:
+               health: reporting.HealthMonitor, compile_time: float, train_time: float, say=print) -> dict:
     """Export the best epoch's graph and write summary.json; `state` is read, never changed."""
     best_state, best_epoch = restore_best(setup, ckpts, state)
-    report = graph_report(setup, best_state.params)
+    t0 = time.perf_counter()
+    report = graph_report(setup, best_state.params, progress=say)
+    search_time = time.perf_counter() - t0
     names = list(setup.prepared.dataset.names)
     export.write_graph_files(run_dir, report, names)
-    export.write_lagged_graph(run_dir, report, names, setup.cfg.train.graph_threshold)
+    from jaxcausal import formats  # matplotlib, when installed, loads only here
+    visuals_note = formats.write_run_visuals(run_dir)
     summary = summarize(setup, report, best_epoch, state, stop_reason)
-    summary.update(health=health.verdicts(), compile_time=compile_time, train_time=train_time)
+    summary.update(health=health.verdicts(), compile_time=compile_time, train_time=train_time,
+                   timings={"compile": compile_time, "train": train_time, "search": search_time,
+                            "write": time.perf_counter() - t0 - search_time})
     reporting.write_json(os.path.join(run_dir, "summary.json"), summary)
+    for line in export.console_summary(report, names):
+        say(line)
+    if visuals_note:
+        say(visuals_note)
     return summary
+
+
+def use_compile_cache(enabled: bool) -> None:
+    """Point JAX's persistent compilation cache at $JAXCAUSAL_CACHE_DIR (default: the per-user
+    cache directory), so a second run with the same shapes loads its programs instead of compiling."""
+    if not enabled:
+        return
+    path = os.environ.get("JAXCAUSAL_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "jaxcausal", "xla")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        print(f"WARNING: compile cache {path} unusable ({e.strerror}); compiling without it", file=sys.stderr)
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def summarize(setup: Setup, report: dict, best_epoch: int, state: TrainState, stop_reason: str) -> dict:
     names = list(setup.prepared.dataset.names)
-    dag = report["dag"]
-    edges = [{"cause": names[i], "effect": names[j], "weight": float(report["edge_weights"][i, j])}
-             for i, j in zip(*np.nonzero(dag))]
+    edges = [dict(zip(("cause", "effect", "weight", "orientation", "confidence"), r))
+             for r in export.edge_rows(report, names)]
     summary = {
         "best_epoch": best_epoch, "epochs_run": int(state.epoch), "stop_reason": stop_reason,
         "nonfinite_steps": int(state.nonfinite_total),
-        "graph": {"rule": report["rule"], "edges": edges, "pruned_for_dag": report["pruned_for_dag"],
-                  "refined": report.get("refined")},
+        "graph": {"rule": report["rule"], "edges": edges,
+                  "lagged_edges": [dict(zip(("cause", "effect", "lag", "weight", "confidence"), r))
+                                   for r in export.lagged_rows(report, names)],
+                  "bootstrap": report.get("bootstrap")},
+        "model": report["model"],
         "threshold_table": export.threshold_table(report),
     }
     if "sweep" in report:
@@ -427,6 +462,5 @@ def summarize(setup: Setup, report: dict, best_epoch: int, state: TrainState, st
                            "precision": float(sweep["precision"][i]), "recall": float(sweep["recall"][i]),
                            "edge_count": int(sweep["edge_count"][i]), "best_threshold": report["best_threshold"],
                            "true_edge_count": int(setup.prepared.truth.sum()), "auprc": report["auprc"]}
-        summary["label_free"] = report["label_free"]
         summary["exported"] = report["exported"]
     return reporting.clean(summary)
