@@ -84,6 +84,11 @@ class RunLock:
             os.close(fd)
             raise InputError(f"{self.run_dir}: another jaxcausal process is using this run directory "
                              f"({_describe(holder)}); wait for it to finish, or choose another --out") from None
+        except OSError as err:  # a filesystem without locks (some network mounts): run, but say so
+            os.close(fd)
+            self.warn(f"WARNING: {self.run_dir}: cannot lock the run directory ({err.strerror or err}); "
+                      "make sure no other run writes there")
+            return self
         self._fd = fd
         stale = self._read(fd)
         if stale:  # a clean release empties the file: its content was left by a process that died

@@ -353,3 +353,17 @@ def test_a_sweep_is_refused_while_another_process_holds_its_directory(tmp_path, 
     _, err = capfd.readouterr()
     one_error_line(code, err, out, "another jaxcausal process", f"pid {proc.pid}")
     assert sorted(os.listdir(out)) == [".lock"]
+
+
+def test_a_filesystem_without_locks_runs_unlocked_with_a_warning(tmp_path, monkeypatch, capfd):
+    import fcntl
+    from jaxcausal import rundir
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with rundir.RunLock(str(tmp_path / "run")):
+        pass
+    err = capfd.readouterr().err
+    assert err.count("WARNING") == 1 and "cannot lock" in err and "Traceback" not in err
