@@ -65,6 +65,11 @@ def run_main(main, argv: list[str], capsys) -> tuple[int, str, str]:
     return int(code or 0), out, err
 
 
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
 def read_log(run_dir: str) -> list[dict]:
     with open(os.path.join(run_dir, "training_log.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -14,7 +14,7 @@ from jaxcausal import cli, config as config_lib, population, sweep
 from jaxcausal.steps import init_state
 from jaxcausal.training import build, train_and_evaluate
 
-from conftest import check_run, read_log, run_cli, write_static_npz
+from conftest import check_run, read_json, read_log, run_cli, write_static_npz
 
 # float32: batched (vmapped) kernels round differently from unbatched ones, and training amplifies
 # last-bit differences a little every epoch. `disen` (mean |correlation| between latent blocks whose
@@ -124,9 +124,9 @@ def test_sweep_tables_selection_and_best_run_dir(reference):
     assert check_run(best).returncode == 0, check_run(best).stdout
     b = sel["best_member"]
     assert_rows_close(read_log(best), sweep_rows(out, b))
-    summary = json.load(open(os.path.join(best, "summary.json")))
+    summary = read_json(os.path.join(best, "summary.json"))
     assert summary["best_epoch"] == result["members"][b]["best_epoch"]
-    saved = json.load(open(os.path.join(best, "config.json")))
+    saved = read_json(os.path.join(best, "config.json"))
     assert saved["config"]["loss"]["lambda_sparse"] == members[b].lambdas["lambda_sparse"]
     assert saved["config"]["train"]["seed"] == cfg.train.seed  # the split seed: evaluate sees the same windows
     assert saved["sweep"]["member_seed"] == members[b].seed
@@ -161,7 +161,7 @@ def test_four_devices_equal_one(reference, tmp_path):
     run = run_cli("--data", data, "--out", out4, *GRID, *FLAGS, "--no-quiet", module="jaxcausal.sweep", env=env)
     assert run.returncode == 0, run.stderr
     assert "6 members on 4 device(s)" in run.stdout and "<- best" in run.stdout
-    four = json.load(open(os.path.join(out4, "sweep.json")))
+    four = read_json(os.path.join(out4, "sweep.json"))
     assert four["devices"] == 4 and four["padded_population"] == 8
     for m in members:
         assert_rows_close(sweep_rows(out4, m.index), sweep_rows(out, m.index))

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcausal import config as config_lib
+from jaxcausal import config as config_lib, train
 from jaxcausal.losses import Batch
 from jaxcausal.training import build, train_and_evaluate
 
-from conftest import check_run, read_log, run_cli, write_static_npz
+from conftest import check_run, read_json, read_log, run_cli, run_main, write_static_npz
 
 SMALL = {"epochs": 3, "batch_size": 32, "patience": 0, "quiet": True}
 
@@ -67,9 +67,9 @@ def test_same_seed_gives_identical_log(tmp_path):
     assert [{k: v for k, v in r.items() if k != "epoch_time"} for r in read_log(str(tmp_path / "c"))] != rows[0]
 
 
-def test_cli_smoke_run_writes_the_contract(tmp_path):
+def test_cli_smoke_run_writes_the_contract(tmp_path, capsys):
     out = str(tmp_path / "run")
-    result = run_cli("--config", "smoke", "--out", out)
+    result = run_cli("--config", "smoke", "--out", out)  # a real process: its console and exit code
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     lines = [l for l in result.stdout.splitlines() if l.startswith("Epoch")]
@@ -77,13 +77,13 @@ def test_cli_smoke_run_writes_the_contract(tmp_path):
     assert check_run(out).returncode == 0, check_run(out).stdout
     for name in ("config.json", "summary.json", "graph.csv", "weights.npy", "training_log.jsonl"):
         assert os.path.isfile(os.path.join(out, name))
-    summary = json.load(open(os.path.join(out, "summary.json")))
+    summary = read_json(os.path.join(out, "summary.json"))
     assert len(summary["threshold_table"]) == 21
     assert summary["stop_reason"] == "max_epochs"
     assert os.listdir(os.path.join(out, "checkpoints"))
     # The same --out again is refused: nothing the user had is overwritten silently.
-    again = run_cli("--config", "smoke", "--out", out)
-    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    code, _, stderr = run_main(train.main, ["--config", "smoke", "--out", out], capsys)
+    assert code == 2 and "--overwrite" in stderr and "Traceback" not in stderr
 
 
 def test_flags_override_config_file():
