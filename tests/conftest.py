@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import jax
 import numpy as np
@@ -17,6 +19,18 @@ import pytest
 from jaxcausal import config as config_lib
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# One compilation cache per test session, shared with the CLI subprocesses (through the
+# environment): identical programs compile once, and no run reads a cache warmed before it.
+XLA_CACHE = os.environ.setdefault("JAXCAUSAL_CACHE_DIR", tempfile.mkdtemp(prefix="jaxcausal-test-xla-"))
+jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    if os.path.basename(XLA_CACHE).startswith("jaxcausal-test-xla-"):  # only the one made here
+        shutil.rmtree(XLA_CACHE, ignore_errors=True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECK_RUN = os.path.join(ROOT, "..", "shared", "tools", "check_run.py")
