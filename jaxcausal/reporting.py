@@ -102,6 +102,9 @@ HINTS = {
 }
 
 
+FLAT_EPOCHS = 10  # the train loss unchanged over the first this many epochs: learning is stuck
+
+
 class HealthMonitor:
     """The design page's health table; each warning printed once, all kept for summary.json."""
 
@@ -112,19 +115,25 @@ class HealthMonitor:
         self.quiet = quiet
 
     def check(self, row: dict) -> list[str]:
+        """The warnings `row` (one epoch of the log) newly fires. The graph checks wait for the
+        acyclicity path's last stage (`eligible`): before it W is not yet a DAG and its edges are
+        still forming, so a wide threshold or few edges there are expected, not a fault."""
         fired = []
+        settled = row.get("eligible", True)
         if row["grad_clip_ratio"] is not None and row["grad_clip_ratio"] > 0.5 and row["epoch"] > 1:
             fired.append("clip")
-        if row["edge_count"] == 0 and row["epoch"] > 2:
+        if row["edge_count"] == 0 and row["epoch"] > 2 and settled:
             fired.append("edges")
-        if row["val_f1"] is not None and row["val_f1"] == 0 and row["epoch"] > 2:
+        if row["val_f1"] is not None and row["val_f1"] == 0 and row["epoch"] > 2 and settled:
             fired.append("f1")
-        if row["best_threshold"] is not None and row["best_threshold"] >= 0.5:
+        if row["best_threshold"] is not None and row["best_threshold"] >= 0.5 and settled:
             fired.append("threshold")
         if row["train_loss"] is not None:
             self.losses.append(row["train_loss"])
-        if len(self.losses) >= 10:
-            old, new = self.losses[-10], self.losses[-1]
+        # Stuck means no progress from the start; a loss that is flat after converging is what
+        # early stopping is for, not a fault.
+        if len(self.losses) == FLAT_EPOCHS:
+            old, new = self.losses[0], self.losses[-1]
             if abs(new - old) <= 1e-6 * max(abs(old), 1e-12):
                 fired.append("flat")
         new_warnings = [k for k in fired if k not in self.seen]

@@ -105,7 +105,7 @@ def digest(run_dir, step: int) -> str:
 
 def summary_of(run_dir) -> dict:
     with open(os.path.join(run_dir, "summary.json")) as f:
-        return {k: v for k, v in json.load(f).items() if k not in ("compile_time", "train_time")}
+        return {k: v for k, v in json.load(f).items() if k not in ("compile_time", "train_time", "timings")}
 
 
 def first_cut(log: list[dict]) -> int | None:
@@ -264,7 +264,7 @@ def test_evaluate_reproduces_the_saved_best_graph_and_metrics(reference, tmp_pat
     assert (ev / "graph.csv").read_bytes() == (reference / "graph.csv").read_bytes()
     np.testing.assert_array_equal(np.load(ev / "weights.npy"), np.load(reference / "weights.npy"))
     saved, evaluation = summary_of(reference), read_json(ev / "evaluation.json")
-    for key in ("best_epoch", "best", "label_free", "exported", "threshold_table", "graph"):
+    for key in ("best_epoch", "best", "model", "exported", "threshold_table", "graph"):
         assert evaluation[key] == saved[key], key
 
     loaded = jaxcausal.load(str(reference))
