@@ -44,6 +44,9 @@ class CausalSEM(nn.Module):
     max_lag: int = 1  # effective number of lags; 0 for static data
     latent_dim: int = 4
     background: bool = True
+    # Prior knowledge (priors.py): allowed[i, j] = design column i (the D variables, then their lags)
+    # may be a parent of variable j; nested tuples keep the module hashable. None = all open.
+    allowed: tuple[tuple[bool, ...], ...] | None = None
 
     def setup(self):
         d, init_w = self.n_vars, nn.initializers.zeros
@@ -63,16 +66,32 @@ class CausalSEM(nn.Module):
         self.enc_b = nn.Dense(self.latent_dim)
         self.dec_b = nn.Dense(d, kernel_init=nn.initializers.zeros)
 
+    def edge_mask(self) -> jax.Array:
+        """(D, D) 0/1: off-diagonal slots that prior knowledge leaves open. Multiplying W by it keeps
+        a forbidden weight and its gradient exactly zero. Required edges are not forced here: the
+        search that exports the graph enforces them (structure.py)."""
+        mask = off_diagonal(self.n_vars)
+        if self.allowed is None:
+            return mask
+        return mask * jnp.asarray(self.allowed[: self.n_vars], jnp.float32)
+
+    def lag_mask(self) -> jax.Array:
+        """(L, D, D) 0/1: lagged slots that prior knowledge leaves open."""
+        d = self.n_vars
+        if self.allowed is None:
+            return jnp.ones((self.max_lag, d, d), jnp.float32)
+        return jnp.asarray(self.allowed[d:], jnp.float32).reshape(self.max_lag, d, d)
+
     def adjacency(self) -> jax.Array:
         """(D, D) weighted adjacency the acyclicity penalty sees: W (linear) or first-layer norms (MLP)."""
-        mask = off_diagonal(self.n_vars)
+        mask = self.edge_mask()
         if self.sem == "linear":
             return self.w * mask
         # The tiny epsilon keeps the norm's gradient finite at exactly zero weights.
         return jnp.sqrt(jnp.sum(self.fc1**2, axis=-1) + 1e-12) * mask
 
     def instantaneous(self, x_BxTxD: jax.Array) -> jax.Array:
-        mask = off_diagonal(self.n_vars)
+        mask = self.edge_mask()
         if self.sem == "linear":
             return x_BxTxD @ (self.w * mask)
         fc1 = self.fc1 * mask[:, :, None]
@@ -81,8 +100,9 @@ class CausalSEM(nn.Module):
 
     def __call__(self, x_BxTxD: jax.Array) -> ModelOutput:
         explained = self.instantaneous(x_BxTxD)
+        w_lag = self.lag_weights()
         for lag in range(1, self.max_lag + 1):
-            explained = explained + lagged(x_BxTxD, lag) @ self.w_lag[lag - 1]
+            explained = explained + lagged(x_BxTxD, lag) @ w_lag[lag - 1]
         x_hat = explained + self.bias[None, None, :]
         z_s = self.enc_s(explained.mean(axis=1))
         z_n = self.enc_n((x_BxTxD - explained).mean(axis=1))
@@ -92,17 +112,23 @@ class CausalSEM(nn.Module):
         return ModelOutput(x_hat, z_s, z_n, z_b)
 
     def lag_weights(self) -> jax.Array:
-        """(L, D, D) lagged weights, or (0, D, D) without lags."""
+        """(L, D, D) lagged weights (forbidden ones exactly zero), or (0, D, D) without lags."""
         if self.max_lag > 0:
-            return self.w_lag
+            return self.w_lag * self.lag_mask()
         return jnp.zeros((0, self.n_vars, self.n_vars), jnp.float32)
 
 
-def build_model(cfg, n_vars: int, window: int) -> CausalSEM:
-    """Model for a dataset with `n_vars` variables and windows of `window` steps (cfg: ModelConfig)."""
+def build_model(cfg, n_vars: int, window: int, allowed_AxD=None) -> CausalSEM:
+    """Model for a dataset with `n_vars` variables and windows of `window` steps (cfg: ModelConfig).
+
+    allowed_AxD: optional (D + L*D, D) bool prior-knowledge mask (priors.py) for this model's L."""
     max_lag = min(cfg.max_lag, window - 1) if window > 1 else 0
+    allowed = None
+    if allowed_AxD is not None:
+        assert allowed_AxD.shape == (n_vars * (1 + max_lag), n_vars), (allowed_AxD.shape, n_vars, max_lag)
+        allowed = tuple(tuple(bool(v) for v in row) for row in allowed_AxD)
     return CausalSEM(n_vars=n_vars, sem=cfg.sem, hidden=cfg.hidden, max_lag=max_lag,
-                     latent_dim=cfg.latent_dim, background=cfg.background)
+                     latent_dim=cfg.latent_dim, background=cfg.background, allowed=allowed)
 
 
 def edge_scores(model: CausalSEM, params) -> jax.Array:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcausal import checkpoint, config as config_lib, export, reporting, rundir
+from jaxcausal import checkpoint, config as config_lib, export, priors as priors_lib, reporting, rundir
 from jaxcausal.errors import InputError
 from jaxcausal.losses import make_loss_fn
 from jaxcausal.model import build_model
@@ -47,6 +47,7 @@ class Setup:
     optimizer: Any
     batch_size: int
     n_batches: int
+    priors: priors_lib.Priors | None = None  # --forbid / --require / --tiers as design masks
 
     @property
     def has_truth(self) -> bool:
@@ -82,8 +83,15 @@ def build(cfg: config_lib.Config, prepared: Prepared | None = None, warn=print) 
     # a handful of steps and the host's per-epoch work (validation, logging, checkpoint) stays cheap.
     n_batches = max(n_train // batch_size, cfg.train.min_steps_per_epoch)
     model = build_model(cfg.model, d, window)
+    # Read with the data, so a bad prior file fails before any run directory is touched.
+    priors = priors_lib.from_config(cfg.data, prepared.dataset.names, model.max_lag)
+    if priors is not None:
+        if priors.n_required and cfg.search.graph_search != "order":
+            raise InputError(f"{cfg.data.require}: required edges are enforced by the order search; "
+                             "use --graph-search order (the default) with --require")
+        model = build_model(cfg.model, d, window, priors.allowed)  # forbidden weights held at zero
     return Setup(cfg, prepared, model, make_loss_fn(model, cfg.loss.penalty, cfg.loss.fit),
-                 build_optimizer(cfg.optim, n_batches), batch_size, n_batches)
+                 build_optimizer(cfg.optim, n_batches), batch_size, n_batches, priors)
 
 
 def short_of_path(setup: Setup) -> str | None:
@@ -232,6 +240,8 @@ def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
     run_dir = resume or cfg.train.out or default_run_dir()
     setup = build(cfg, warn=warn)  # data first: bad input never creates or clears a run directory
     say(setup.prepared.describe())
+    if setup.priors is not None:
+        say(setup.priors.describe())
     use_compile_cache(cfg.train.compile_cache)
     # One process per run directory, locked before anything in it is cleared (jaxcausal/rundir.py).
     with rundir.RunLock(run_dir, warn=warn):
@@ -399,7 +409,8 @@ def raw_train_windows(setup: Setup) -> tuple[np.ndarray, np.ndarray]:
 def graph_report(setup: Setup, params, progress=None) -> dict:
     """`export.graph_report` for this setup: searched on its raw-scale training split (linear SEM)."""
     return export.graph_report(setup.model, params, setup.prepared.truth, setup.cfg.train.graph_threshold,
-                               windows=raw_train_windows(setup), search_cfg=setup.cfg.search, progress=progress)
+                               windows=raw_train_windows(setup), search_cfg=setup.cfg.search, progress=progress,
+                               priors=None if setup.priors is None else setup.priors.as_search_priors())
 
 
 def finish_run(setup: Setup, ckpts, run_dir: str, state: TrainState, stop_reason: str,
