@@ -27,6 +27,7 @@ from jaxcausal.errors import InputError
 
 NETWORKX_HINT = 'to_networkx() needs networkx: pip install "jaxcausal[networkx]"'
 DATA_FILE = "data.npz"  # X as fit() received it, kept in an `out=` run directory
+PRIOR_FILES = {"forbid": "forbid.csv", "require": "require.csv", "tiers": "tiers.csv"}  # lists given to fit()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -188,6 +189,34 @@ def _write_data(path: str, x: np.ndarray, names, truth) -> None:
     np.savez(path, **arrays)
 
 
+def _prior_rows(name: str, value) -> list[list]:
+    """CSV rows (header first) of prior knowledge given as Python values rather than a file path:
+    forbid / require: [(cause, effect[, lag]), ...]; tiers: {name: tier} or [[tier-0 names], ...]."""
+    if name == "tiers":
+        if isinstance(value, dict):
+            pairs = list(value.items())
+        elif isinstance(value, (list, tuple)) and all(isinstance(t, (list, tuple)) for t in value):
+            pairs = [(v, k) for k, tier in enumerate(value) for v in tier]
+        else:
+            raise InputError("tiers: give a file path, a dict {name: tier} or a list of lists of names (tier 0 first)")
+        return [["variable", "tier"]] + [[str(v), str(t)] for v, t in pairs]
+    rows = [list(e) for e in value] if isinstance(value, (list, tuple)) else None
+    if rows is None or any(len(r) not in (2, 3) for r in rows):
+        raise InputError(f"{name}: give a file path or a list of (cause, effect) or (cause, effect, lag) tuples")
+    return [["cause", "effect", "lag"]] + [[str(r[0]), str(r[1]), str(r[2]) if len(r) > 2 else "0"] for r in rows]
+
+
+def _write_priors(folder: str, given: dict) -> dict[str, str]:
+    """Write prior knowledge given as lists to CSV files in `folder`; {setting: path}."""
+    import csv
+    paths = {}
+    for name, rows in given.items():
+        paths[name] = os.path.join(folder, PRIOR_FILES[name])
+        with open(paths[name], "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    return paths
+
+
 def fit(X, *, names=None, window: int | None = None, config=None, out: str | None = None,
         **overrides: Any) -> Result:
     """Learn a causal graph from X with the command line's engine; returns a `Result`.
@@ -198,6 +227,8 @@ def fit(X, *, names=None, window: int | None = None, config=None, out: str | Non
     preset name ("default", "smoke", ...) or a .toml path. out: keep the run directory there
     (default: a temporary one, removed afterwards). overrides: any config field by its flag's
     name, e.g. epochs=50, seed=0, truth=<D x D 0/1 array or file>; quiet=False prints the epochs.
+    Prior knowledge (docs/priors.md): forbid= / require= a CSV path or [(cause, effect[, lag]), ...],
+    tiers= a CSV path, {name: tier} or [[tier-0 names], [tier-1 names], ...].
     Bad input raises `jaxcausal.errors.InputError` with one line.
     """
     from jaxcausal.training import prepare_output_dir, train_and_evaluate  # the engine, only when used
@@ -212,6 +243,9 @@ def fit(X, *, names=None, window: int | None = None, config=None, out: str | Non
                              "(train on a file or resume with python -m jaxcausal.train)")
     truth = overrides.pop("truth", None)
     truth_file = truth if isinstance(truth, (str, os.PathLike)) else None
+    prior_lists = {name: _prior_rows(name, overrides.pop(name)) for name in PRIOR_FILES
+                   if name in overrides and not isinstance(overrides[name], (str, os.PathLike))}
+    overrides.update({name: os.fspath(overrides[name]) for name in PRIOR_FILES if name in overrides})
     settings = {"quiet": True, **overrides}
     if window is not None:
         settings["window"] = window
@@ -227,14 +261,18 @@ def fit(X, *, names=None, window: int | None = None, config=None, out: str | Non
         os.makedirs(run_dir, exist_ok=True)
         data_path = os.path.join(run_dir if out is not None else tmp, DATA_FILE)
         _write_data(data_path, x, names, None if truth_file is not None else truth)
-        cfg = config_lib.replace(cfg, {"data": data_path, "out": run_dir}, where="fit")
+        prior_paths = _write_priors(os.path.dirname(data_path), prior_lists)
+        cfg = config_lib.replace(cfg, {"data": data_path, "out": run_dir, **prior_paths}, where="fit")
         try:
             _, summary = train_and_evaluate(cfg)
         except InputError as err:  # name the array the user passed, not the file it was written to
-            _discard(data_path, run_dir if created else None)
-            raise InputError(str(err).replace(data_path, "X")) from None
+            _discard([data_path, *prior_paths.values()], run_dir if created else None)
+            message = str(err).replace(data_path, "X")
+            for name, path in prior_paths.items():
+                message = message.replace(path, f"{name}= list")  # its line 1 is the header
+            raise InputError(message) from None
         except BaseException:
-            _discard(data_path, run_dir if created else None)
+            _discard([data_path, *prior_paths.values()], run_dir if created else None)
             raise
         if summary.get("exit_code", 0) >= 128:  # Ctrl-C: the engine saved what it had and stopped
             kept = f"; the run is saved in {run_dir}" if out is not None else ""
@@ -243,9 +281,10 @@ def fit(X, *, names=None, window: int | None = None, config=None, out: str | Non
     return result if out is not None else dataclasses.replace(result, run_dir=None)
 
 
-def _discard(data_path: str, created_dir: str | None) -> None:
-    """Remove the data file fit() wrote (and the directory it made, if left empty) after a failure."""
-    if os.path.exists(data_path):
-        os.remove(data_path)
+def _discard(paths: list[str], created_dir: str | None) -> None:
+    """Remove the files fit() wrote (and the directory it made, if left empty) after a failure."""
+    for path in paths:
+        if os.path.exists(path):
+            os.remove(path)
     if created_dir and os.path.isdir(created_dir) and not os.listdir(created_dir):
         os.rmdir(created_dir)
