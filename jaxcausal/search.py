@@ -405,8 +405,45 @@ def best_order_search(design: Design, start_order, noise: str, *, sigma2: float 
         if progress is not None:
             progress(sweep + 1, state)
         if not state.total < before - 1e-9 * max(1.0, abs(before)):
-            break
+            if not widen_local(design, state, noise, sigma2):
+                break
+            state = state_from_order(design, state.order, noise, sigma2)  # refit with the wider sets
     return state
+
+
+def widen_local(design: Design, state: State, noise: str, sigma2: float) -> bool:
+    """Add to each variable's potential parents the columns outside them that would lower its
+    score as one more parent, given its current parents, in either direction of the order.
+
+    The partial-correlation screen misses a few weak parents (about 3% at D = 200); the converged
+    graph shows which: the child's score improves by taking them. True if any set grew.
+    """
+    if design.local.all():
+        return False
+    cov, a, d, n, pen = design.cov, design.a, design.d, design.n, design.pen
+    grew = False
+    for j in range(d):
+        p = state.parents[j]
+        if len(p):
+            solve = np.linalg.solve(cov[np.ix_(p, p)], cov[p, :a])  # (K, A)
+            r = cov[j, :a] - cov[j, p] @ solve
+            v = np.diag(cov)[:a] - np.einsum("ka,ka->a", cov[p, :a], solve)
+        else:
+            r, v = cov[j, :a].copy(), np.diag(cov)[:a].copy()
+        rv = max(state.rss[j], 1e-300)
+        drop = r * r / np.maximum(v, 1e-12)
+        if noise == "gauss_ev":
+            gain = n * drop / (2 * sigma2) - pen
+        else:
+            gain = 0.5 * n * (np.log(rv) - np.log(np.maximum(rv - drop, 1e-300))) - pen
+        new = (gain > 0) & ~design.local[:, j] & design.allowed[:, j]
+        new[p] = False
+        if new.any():
+            design.local[new, j] = True
+            back = np.flatnonzero(new[:d])  # j may also be a parent of a contemporaneous newcomer
+            design.local[j, back] |= design.allowed[j, back]
+            grew = True
+    return grew
 
 
 def search(design: Design, starts, noise: str, *, max_sweeps: int = 50, progress=None) -> State:
