@@ -128,12 +128,17 @@ def _export(design, state, chosen: str, sd=None, lags: int = 0) -> dict:
     coef_std = coef * sd[:d, None] / sd[None, :d]
     lag_std = (lag_coef * sd[d:, None] / sd[None, :d]).reshape(lags, d, d)
     dag = coef != 0
+    # Prior knowledge orients what it can: a required edge, or one whose reverse is forbidden (tiers).
+    known = dag & (design.required[:d] | ~design.allowed[:d].T)
     if chosen != "gauss_nv":
         orientation = dag.astype(np.int8)
     elif lags:
         orientation = cpdag.cpdag_with_lags(dag, lag_std != 0)
+        if known.any():
+            orientation[known.T] = 0
+            orientation = cpdag.meek_rules(orientation)
     else:
-        orientation = cpdag.cpdag_from_dag(dag)
+        orientation = cpdag.cpdag_from_dag(dag, fixed=known if known.any() else None)
     undirected = (orientation == 1) & (orientation.T == 1)
     coefficients = np.where(dag, coef_std, 0.0)
     coefficients = np.where(undirected & ~dag, coefficients.T, coefficients)

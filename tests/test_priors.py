@@ -289,8 +289,6 @@ def test_fit_takes_priors_as_lists(tmp_path):
         fit(x, names=names, config="smoke", require=[("a",)])
 
 
-@pytest.mark.xfail(strict=True, reason="structure.choose_graph builds the CPDAG (gauss_nv) without the priors as "
-                   "background knowledge, so a chain a -> b with b -> a forbidden exports a -- b (lead: structure.py)")
 def test_equivalence_class_export_keeps_prior_orientations():
     from jaxcausal import structure
     rng = np.random.default_rng(0)
