@@ -92,7 +92,8 @@ def run_case(case, seed, methods, timeout_s) -> list[dict]:
 def reused(path: str, keep, wanted: set) -> list[dict]:
     """Records of the previous JSON whose method passes `keep` and whose (case, seed) is wanted."""
     if not os.path.isfile(path):
-        sys.exit(f"{path}: no previous results to reuse; run without --peers-only/--jaxcausal-only first")
+        print(f"warning: {path} does not exist: nothing to reuse", file=sys.stderr)
+        return []
     with open(path) as f:
         previous = json.load(f)
     found = [r for r in previous["per_seed"] if keep(r["method"]) and (r["case"], r["seed"]) in wanted]
@@ -109,8 +110,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=1, help="seeds per generated case (Sachs has one)")
     p.add_argument("--peers", default=",".join(ALL_PEERS), help="peers to run ('' for none)")
     half = p.add_mutually_exclusive_group()
-    half.add_argument("--peers-only", action="store_true", help="reuse jaxcausal's runs from the previous JSON")
+    half.add_argument("--peers-only", action="store_true",
+                      help="run the --peers only; reuse the other methods' runs from the previous JSON")
     half.add_argument("--jaxcausal-only", action="store_true", help="reuse the peers' runs from the previous JSON")
+    p.add_argument("--merge", action="append", default=[], metavar="JSON",
+                   help="also take runs of other methods from this accuracy.json (repeatable)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per single run (default 600)")
     p.add_argument("--out", default=RESULTS)
     args = p.parse_args(argv)
@@ -131,9 +135,11 @@ def main(argv=None) -> int:
             for c in selected for k in range(args.seeds if c.seeded else 1)]
     json_path = os.path.join(args.out, "accuracy.json")
     per_seed = []
-    if args.peers_only or args.jaxcausal_only:
-        keep = (lambda m: m == JAXCAUSAL) if args.peers_only else (lambda m: m != JAXCAUSAL)
-        per_seed = reused(json_path, keep, {(c.name, s) for c, s in plan})
+    if args.peers_only or args.jaxcausal_only:  # keep every earlier run of a method not rerun now
+        per_seed = reused(json_path, lambda m: m not in methods, {(c.name, s) for c, s in plan})
+    for extra in args.merge:  # runs made elsewhere (e.g. one peer in parallel), for methods not yet held
+        held = {r["method"] for r in per_seed} | set(methods)
+        per_seed += reused(extra, lambda m, held=held: m not in held, {(c.name, s) for c, s in plan})
     report = {"machine": machine(), "suite": args.suite, "seeds": args.seeds, "seed_base": cases_lib.SEED_BASE,
               "cases": {c.name: dict(vars(c)) for c in selected}, "versions": versions(peer_names),
               "peer_settings": {"bic_penalty": peers_lib.BIC_PENALTY, "pcmci_tau_max": peers_lib.PCMCI_TAU_MAX,

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,20 +48,18 @@ def time_run(data_args: list[str], cache_dir: str, timeout_s: float = TIMEOUT_S)
         load = os.getloadavg()[0]
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        watchdog = threading.Timer(timeout_s, proc.kill)  # a silent hang must not block the loop below
+        watchdog.start()
         first_line, lines = None, []
-        try:
-            for line in proc.stdout:  # blocks until a line or EOF; the timeout is checked per line
-                if first_line is None:
-                    first_line = time.perf_counter() - t
-                lines.append(line)
-                if time.perf_counter() - t > timeout_s:
-                    proc.kill()
-                    break
-            rc = proc.wait(timeout=max(1.0, timeout_s - (time.perf_counter() - t)))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = "timeout"
+        for line in proc.stdout:
+            if first_line is None:
+                first_line = time.perf_counter() - t
+            lines.append(line)
+        rc = proc.wait()
         wall = time.perf_counter() - t
+        if not watchdog.is_alive():
+            rc = "timeout"
+        watchdog.cancel()
         out = {"wall_s": wall, "first_line_s": first_line, "exit": rc, "load_average_before": round(load, 2),
                "cache_files_after": _files_in(cache_dir), "first_line": lines[0].rstrip()[:160] if lines else None}
         summary_path = os.path.join(run_dir, "summary.json")
