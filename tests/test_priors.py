@@ -222,13 +222,14 @@ def assert_enforced(run, names, forbidden, tier_edge, tiers, required):
     assert np.count_nonzero(weights) > 0
 
 
-def test_static_run_honours_forbidden_required_and_tiers(tmp_path, capsys):
+@pytest.mark.parametrize("noise", ["auto", "gauss_nv"])  # gauss_nv: the export is a CPDAG
+def test_static_run_honours_forbidden_required_and_tiers(tmp_path, capsys, noise):
     data = write_static_npz(tmp_path / "static.npz")
     truth = np.load(data)["adjacency"]
     names = [f"x{k}" for k in range(truth.shape[0])]
     forbidden, tier_edge, tiers, required = choose_priors(truth)
     run = str(tmp_path / "run")
-    code, _, err = train_main(["--config", "smoke", "--data", data, "--out", run, "--quiet",
+    code, _, err = train_main(["--config", "smoke", "--data", data, "--out", run, "--quiet", "--noise", noise,
                                *write_priors(tmp_path, names, forbidden, tiers, required)], capsys)
     assert code == 0, err[-3000:]
     assert_enforced(run, names, forbidden, tier_edge, tiers, required)
