@@ -238,11 +238,11 @@ def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
     say = (lambda *a: None) if cfg.train.quiet else (lambda *a: print(*a, file=stream, flush=True))
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     run_dir = resume or cfg.train.out or default_run_dir()
+    use_compile_cache(cfg.train.compile_cache)  # before anything compiles: JAX reads it once
     setup = build(cfg, warn=warn)  # data first: bad input never creates or clears a run directory
     say(setup.prepared.describe())
     if setup.priors is not None:
         say(setup.priors.describe())
-    use_compile_cache(cfg.train.compile_cache)
     # One process per run directory, locked before anything in it is cleared (jaxcausal/rundir.py).
     with rundir.RunLock(run_dir, warn=warn):
         return _train_locked(cfg, setup, run_dir, resume, say, warn)
