@@ -66,7 +66,7 @@ def _record(case, seed, method, data, result) -> dict:
     return rec
 
 
-def run_case(case, seed, methods, timeout_s) -> list[dict]:
+def run_case(case, seed, methods, timeout_s, versions_now: dict) -> list[dict]:
     data = cases_lib.generate(case, seed)
     records = []
     for method in methods:
@@ -79,6 +79,8 @@ def run_case(case, seed, methods, timeout_s) -> list[dict]:
             result = peers_lib.run_peer(method, data.x, timeout_s=timeout_s)
         result["load_before"] = load
         rec = _record(case, seed, method, data, result)
+        # Per run, so a table regenerated from reused runs still says which code made each one.
+        rec["version"] = versions_now["jaxcausal_commit" if method == JAXCAUSAL else peers_lib.PACKAGE_OF[method]]
         records.append(rec)
         shown = f"F1 {rec['f1']:.3f} strict {rec['strict_f1']:.3f} CPDAG-SHD {rec['cpdag_shd']} SHD {rec['shd']}" \
             if "f1" in rec else rec["status"]
@@ -97,6 +99,9 @@ def reused(path: str, keep, wanted: set) -> list[dict]:
     with open(path) as f:
         previous = json.load(f)
     found = [r for r in previous["per_seed"] if keep(r["method"]) and (r["case"], r["seed"]) in wanted]
+    for r in found:  # runs written before records carried their own version
+        key = "jaxcausal_commit" if r["method"] == JAXCAUSAL else peers_lib.PACKAGE_OF.get(r["method"], "")
+        r.setdefault("version", previous.get("versions", {}).get(key))
     missing = wanted - {(r["case"], r["seed"]) for r in found}
     if missing:
         print(f"warning: {path} has no reusable runs for {sorted(map(str, missing))}", file=sys.stderr)
@@ -149,7 +154,7 @@ def main(argv=None) -> int:
     for case, seed in plan:
         if not case.seeded:
             report["sources"][case.name] = cases_lib.generate(case, seed).source
-        per_seed.extend(run_case(case, seed, methods, args.timeout))
+        per_seed.extend(run_case(case, seed, methods, args.timeout, report["versions"]))
         report.update(per_seed=per_seed, results=scoring.medians(per_seed),
                       load_average_at_end=list(os.getloadavg()))
         with open(json_path, "w") as f:  # after every case: a stopped run keeps what it measured
@@ -162,7 +167,9 @@ def main(argv=None) -> int:
     m = report["machine"]
     md = (f"Machine: {m['cpu']}, {m['cpu_count']} cores; load average {m['load_average_at_start']} at start, "
           f"{report['load_average_at_end']} at end; suite {args.suite}, {args.seeds} seed(s) from "
-          f"{cases_lib.SEED_BASE}; jaxcausal {report['versions']['jaxcausal_commit']}\n\n{scoring.table(rows)}\n")
+          f"{cases_lib.SEED_BASE}; jaxcausal runs from commit(s) "
+          f"{', '.join(sorted({str(r.get('version')) for r in per_seed if r['method'] == JAXCAUSAL})) or '—'}"
+          f"\n\n{scoring.table(rows)}\n")
     with open(os.path.join(args.out, "accuracy.md"), "w") as f:
         f.write(md)
     print(json.dumps({k: report[k] for k in ("versions", "sources", "results")}, indent=1))

@@ -63,6 +63,13 @@ def score(*, pred: np.ndarray, true: np.ndarray, pred_lagged=None, true_lagged=N
     return out
 
 
+def model_label(model) -> str:
+    """summary.json's `model` entry in a few words: noise/mechanism (directions)."""
+    if isinstance(model, dict):
+        return f"{model.get('noise')}/{model.get('mechanism')} ({model.get('directions')})"
+    return str(model)
+
+
 def medians(records: list[dict]) -> list[dict]:
     """One row per (case, method): the median of each metric over its seeds (ok runs only)."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -77,7 +84,7 @@ def medians(records: list[dict]) -> list[dict]:
             values = [r[k] for r in ok if r.get(k) is not None]
             if values:
                 row[k] = float(np.median(values))
-        models = sorted({str(r["model"]) for r in ok if r.get("model") is not None})
+        models = sorted({model_label(r["model"]) for r in ok if r.get("model") is not None})
         if models:
             row["model"] = models
         rows.append(row)
@@ -94,7 +101,8 @@ def table(rows: list[dict]) -> str:
         if r.get("ok_runs", 0) == 0:
             lines.append(f"| {r['case']} | {r['method']} | {r.get('status')} |" + " |" * 8 + f" {fmt(r, 'wall_s', '.1f')} |")
             continue
-        lines.append(f"| {r['case']} | {r['method']} | {fmt(r, 'f1')} | {fmt(r, 'strict_f1')} | "
+        method = r["method"] + (f" [{', '.join(r['model'])}]" if r.get("model") else "")
+        lines.append(f"| {r['case']} | {method} | {fmt(r, 'f1')} | {fmt(r, 'strict_f1')} | "
                      f"{fmt(r, 'cpdag_shd', '.0f')} | {fmt(r, 'shd', '.0f')} | {fmt(r, 'skeleton_f1')} | {fmt(r, 'edge_count', '.0f')} "
                      f"({r['true_edges']}) | {fmt(r, 'undirected_count', '.0f')} | {fmt(r, 'lagged_f1')} | "
                      f"{fmt(r, 'wall_s', '.1f')} |")
