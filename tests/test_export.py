@@ -21,8 +21,17 @@ def test_export_breaks_every_cycle(seed, with_truth):
     assert not graphs.is_dag(w)
     params = dict(params, w=np.asarray(w, np.float32))
     truth = np.triu(rng.random((d, d)) < 0.3, 1).astype(np.int8) if with_truth else None
-    report = export.graph_report(model, params, truth, graph_threshold=0.1)
-    assert graphs.is_dag(report["dag"])
-    assert report["pruned_for_dag"] > 0
-    kept = report["dag"] > 0
-    assert np.all(w[kept] > 0)  # only existing edges survive
+    report = export.graph_report(model, params, truth, graph_threshold=0.1)  # no search: thresholded W
+    kept = report["orientation"] != 0
+    assert graphs.is_dag(kept)
+    assert kept.sum() < (w > 0.1).sum()  # cycles were broken
+    assert np.all(w[kept] > 0.1)  # only existing edges above the threshold survive
+    rows = export.edge_rows(report, [f"x{i}" for i in range(d)])
+    assert len(rows) == kept.sum() and all(r[3] == "directed" for r in rows)
+
+
+def test_graph_csv_lists_an_undirected_edge_once():
+    report = {"orientation": np.array([[0, 1, 1], [1, 0, 0], [0, 0, 0]], np.int8),
+              "coefficients": np.array([[0, 0.5, -0.7], [0.5, 0, 0], [0, 0, 0]], np.float32)}
+    rows = export.edge_rows(report, ["a", "b", "c"])
+    assert rows == [("a", "c", pytest.approx(-0.7), "directed"), ("a", "b", 0.5, "undirected")]
