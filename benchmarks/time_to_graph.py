@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cases as cases_lib  # noqa: E402
 import jaxcausal_cli  # noqa: E402
 import peers as peers_lib  # noqa: E402
+from accuracy import git_commit  # noqa: E402
 from machine_info import machine  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     data = cases_lib.generate(case, cases_lib.SEED_BASE)
     report = {"machine": machine(), "case": case.name, "seed": cases_lib.SEED_BASE, "rows": int(data.x.shape[0]),
               "d": int(data.x.shape[-1]), "repeats": args.repeats, "jaxcausal": {}, "peers": {},
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "jaxcausal_commit": git_commit(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.npz")
         jaxcausal_cli.save_npz(path, data.x, data.names)
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
         json.dump(report, f, indent=2)
     m = report["machine"]
     md = (f"Machine: {m['cpu']}, {m['cpu_count']} cores; load average {m['load_average_at_start']} at start, "
-          f"{report['load_average_at_end']} at end; {case.name} seed {report['seed']} ({report['rows']} rows)\n\n"
+          f"{report['load_average_at_end']} at end; jaxcausal {report['jaxcausal_commit']}; {case.name} seed {report['seed']} ({report['rows']} rows)\n\n"
           + table(report) + "\n")
     with open(os.path.join(args.out, "time_to_graph.md"), "w") as f:
         f.write(md)
