@@ -113,11 +113,11 @@ def flops_of(stage) -> float:
 
 def step_flops(setup, state) -> float:
     """FLOPs of one training step (the body of the epoch's scan): loss, gradient, optimiser update."""
-    weights = state.loss_weights()
+    weights, pressure_state = state.lambdas, state.pressure
     x = jnp.asarray(setup.prepared.x_train[: setup.batch_size])
 
     def step(params, opt_state, batch):
-        (loss, aux), grads = jax.value_and_grad(setup.loss_fn, has_aux=True)(params, batch, weights)
+        (loss, aux), grads = jax.value_and_grad(setup.loss_fn, has_aux=True)(params, batch, weights, pressure_state)
         updates, opt_state = setup.optimizer.update(grads, opt_state, params, value=loss)
         return optax.apply_updates(params, updates), opt_state, optax.tree.norm(grads)
 
@@ -215,7 +215,7 @@ def bench_dim(d: int, args, tmp: str) -> dict:
     evaluate = jax.jit(make_eval_fn(setup.model, setup.loss_fn, setup.has_truth))
 
     def jax_validate(state):
-        return jax.device_get(evaluate(state.params, state.loss_weights(), data.x_val, data.m_val, data.truth))
+        return jax.device_get(evaluate(state.params, state.lambdas, state.pressure, data.x_val, data.m_val, data.truth))
 
     state, _ = run_epoch(epoch_fn, state, data)  # warm-up
     jax_validate(state)
