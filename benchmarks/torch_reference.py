@@ -304,14 +304,18 @@ def check_agreement(setup, *, params=None, seed: int = 0, batch_size: int = 64) 
     m = (rng.random(x.shape) > 0.1).astype(np.float32)
     x = np.where(m > 0, x, 0.0).astype(np.float32)
     from jaxcausal.losses import LossWeights
-    weights = LossWeights.create(cfg.loss, 2.0)._replace(alpha=jnp.float32(0.3))
+    from jaxcausal.pressure import PressureState
+    weights = LossWeights.create(cfg.loss)
+    f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    pressure_state = PressureState(alpha=f(0.3), rho=f(2.0), h_ref=f(jnp.inf), mu=f(1.0), stage=jnp.int32(0))
     (jloss, jaux), jgrads = jax.jit(jax.value_and_grad(setup.loss_fn, has_aux=True))(
-        params, Batch(jnp.asarray(x), jnp.asarray(m)), weights)
+        params, Batch(jnp.asarray(x), jnp.asarray(m)), weights, pressure_state)
 
     model = TorchSEM(x.shape[2], max_lag=setup.model.max_lag, latent_dim=cfg.model.latent_dim,
                      background=cfg.model.background)
     load_jax_params(model, params)
-    tweights = {k: float(getattr(weights, k)) for k in ("recon", "sparse", "acyclic", "disen", "alpha", "rho", "mu")}
+    tweights = {k: float(getattr(weights, k)) for k in ("recon", "sparse", "acyclic", "disen")}
+    tweights.update({k: float(getattr(pressure_state, k)) for k in ("alpha", "rho", "mu")})
     tloss, taux = loss_fn(model, torch.as_tensor(x), torch.as_tensor(m), tweights, fit=cfg.loss.fit,
                           penalty=cfg.loss.penalty)
     tloss.backward()
