@@ -108,7 +108,7 @@ FLAT_EPOCHS = 10  # the train loss unchanged over the first this many epochs: le
 class HealthMonitor:
     """The design page's health table; each warning printed once, all kept for summary.json."""
 
-    def __init__(self, stream=sys.stderr, quiet: bool = False):
+    def __init__(self, stream=None, quiet: bool = False):
         self.seen: dict[str, int] = {}
         self.losses: list[float] = []
         self.stream = stream
@@ -141,7 +141,7 @@ class HealthMonitor:
             self.seen.setdefault(k, row["epoch"])
         if not self.quiet:
             for k in new_warnings:
-                print(f"WARNING (epoch {row['epoch']}): {HINTS[k]}", file=self.stream)
+                print(f"WARNING (epoch {row['epoch']}): {HINTS[k]}", file=self.stream or sys.stderr)
         return new_warnings
 
     def verdicts(self) -> dict[str, Any]:

@@ -229,13 +229,13 @@ def checkpoint_meta(setup: Setup, state: TrainState, stop_reason: str | None = N
 
 
 def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
-                       stream=sys.stdout) -> tuple[TrainState, dict]:
+                       stream=None) -> tuple[TrainState, dict]:
     """Train (or continue the run in `resume`) and write the run directory. Returns (state, summary).
 
     An interrupted run (SIGINT/SIGTERM) finishes its epoch, saves and returns a summary with
     `exit_code` 128 + signal number; `--resume` continues it bit-identically.
     """
-    say = (lambda *a: None) if cfg.train.quiet else (lambda *a: print(*a, file=stream, flush=True))
+    say = (lambda *a: None) if cfg.train.quiet else (lambda *a: print(*a, file=stream or sys.stdout, flush=True))
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     run_dir = resume or cfg.train.out or default_run_dir()
     use_compile_cache(cfg.train.compile_cache)  # before anything compiles: JAX reads it once
@@ -427,6 +427,7 @@ def finish_run(setup: Setup, ckpts, run_dir: str, state: TrainState, stop_reason
     summary = summarize(setup, report, best_epoch, state, stop_reason)
     summary.update(health=health.verdicts(), compile_time=compile_time, train_time=train_time,
                    timings={"compile": compile_time, "train": train_time, "search": search_time,
+                            "bootstrap": (report.get("bootstrap") or {}).get("seconds"),
                             "write": time.perf_counter() - t0 - search_time})
     reporting.write_json(os.path.join(run_dir, "summary.json"), summary)
     for line in export.console_summary(report, names):
@@ -463,7 +464,9 @@ def summarize(setup: Setup, report: dict, best_epoch: int, state: TrainState, st
         "graph": {"rule": report["rule"], "edges": edges,
                   "lagged_edges": [dict(zip(("cause", "effect", "lag", "weight", "confidence"), r))
                                    for r in export.lagged_rows(report, names)],
-                  "bootstrap": report.get("bootstrap")},
+                  # its time lives in timings, so a restored run reproduces the graph entry exactly
+                  "bootstrap": {k: v for k, v in report["bootstrap"].items() if k != "seconds"}
+                  if "bootstrap" in report else None},
         "model": report["model"],
         "threshold_table": export.threshold_table(report),
     }
