@@ -14,13 +14,13 @@ Every contradiction is an InputError of one line naming the file(s). numpy only.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from jaxcausal.data.io import read_csv_rows
 from jaxcausal.errors import InputError
 from jaxcausal.graphs import find_cycle
 
@@ -65,12 +65,9 @@ def _read_rows(path: str, flag: str) -> list[tuple[int, list[str]]]:
         what = "is a directory" if os.path.isdir(path) else "not found"
         raise InputError(f"{path}: {flag} file {what}")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            return [(reader.line_num, [cell.strip() for cell in row]) for row in reader
-                    if any(cell.strip() for cell in row)]
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise InputError(f"{path}: {flag} cannot be read as a UTF-8 comma-separated file ({err})") from None
+        return read_csv_rows(path)
+    except InputError as err:
+        raise InputError(f"{flag}: {err}") from None
     except OSError as err:
         raise InputError(f"{path}: {flag} file cannot be read ({err.strerror})") from None
 

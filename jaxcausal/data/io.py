@@ -92,7 +92,7 @@ def _load_truth(path: str, suffix: str, names: tuple[str, ...]) -> tuple[np.ndar
         with _open_npz(path) as archive:
             matrix = _read_npz_key(path, archive, "adjacency", required=True)
     else:
-        rows = _read_csv(path)
+        rows = read_csv_rows(path)
         if not rows:
             raise InputError(f"{path}: truth file has no rows; give a D x D 0/1 matrix or a cause,effect edge list")
         if [cell.lower() for cell in rows[0][1][:2]] == ["cause", "effect"]:
@@ -292,8 +292,8 @@ def _check_columns(path: str, x: np.ndarray, mask: np.ndarray, names: Sequence[s
                          "values (zero variance, nothing to learn from); drop them")
 
 
-def _read_csv(path: str) -> list[tuple[int, list[str]]]:
-    """Non-blank rows as (line number, stripped cells)."""
+def read_csv_rows(path: str) -> list[tuple[int, list[str]]]:
+    """Non-blank rows as (line number, stripped cells); shared by the data, truth and prior-knowledge readers."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -330,7 +330,7 @@ def _numeric_rows(path: str, rows, columns: Sequence[str], *, missing_ok: bool) 
 
 
 def _read_data_csv(path: str, selection: Selection) -> tuple[np.ndarray, tuple[str, ...]]:
-    rows = _read_csv(path)
+    rows = read_csv_rows(path)
     if not rows:
         raise InputError(f"{path}: has only blank lines; give a header of variable names and one row per sample")
     (_, header), body = rows[0], rows[1:]
