@@ -279,6 +279,9 @@ def fill_after_epoch(monkeypatch, directory: str, epoch: int) -> list[str]:
     return filler
 
 
+# orbax's asyncio helper threads report "Event loop is closed" when their manager is abandoned
+# after the failed save; that teardown noise is not what this test checks (one line, exit 2, resume).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_disk_full_during_a_run_stops_with_one_line_and_resumes_once_space_is_back(small_disk, monkeypatch,
                                                                                       capfd):
     run_dir = os.path.join(small_disk, "run")
