@@ -141,3 +141,21 @@ def test_bootstrap_confidence_and_stability_selection():
     assert graphs.is_dag(kept)
     assert (stable["confidence"][kept] >= 0.99).all()
     assert kept.sum() <= pdag.sum()
+
+
+def test_a_relocation_lands_on_the_best_position_found_by_refitting_every_order():
+    ds = _rows(5, d=6, n=600)
+    design = search.make_design(ds.x[:, 0, :], 6)
+    state = search.state_from_order(design, [5, 3, 1, 0, 2, 4], "gauss_nv")
+    for v in range(6):
+        rest = [w for w in state.order if w != v]
+        totals = [search.state_from_order(design, rest[:k] + [v] + rest[k:], "gauss_nv").total for k in range(6)]
+        before = state.total
+        moved = search.relocate(design, state, v, "gauss_nv", 1.0)
+        if moved:  # the incremental totals agree with refitting the whole new order
+            assert state.total == pytest.approx(min(totals), rel=1e-9, abs=1e-6)
+            assert state.total == pytest.approx(search.state_from_order(design, state.order, "gauss_nv").total,
+                                                rel=1e-9, abs=1e-6)
+        else:
+            assert min(totals) >= before - 1e-6 * max(1.0, abs(before))
+    assert state.moves > 0  # the start was not optimal: some relocation was checked against the refit
