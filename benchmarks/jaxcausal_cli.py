@@ -8,12 +8,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
+
+from timed_run import timed_run
 
 TIMEOUT_S = 600.0
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
@@ -61,12 +61,9 @@ def run_cli(x: np.ndarray, names, *, workdir: str | None = None, extra_args=(), 
         child_env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
         child_env.update(env or {})
         cmd = [sys.executable, "-m", "jaxcausal.train", "--data", data, "--out", run_dir, "--quiet", *extra_args]
-        t = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=child_env)
-        except subprocess.TimeoutExpired:
-            return {"status": "timeout", "wall_s": time.perf_counter() - t}
-        wall = time.perf_counter() - t
+        proc, wall = timed_run(cmd, timeout_s=timeout_s, env=child_env)
+        if proc is None:
+            return {"status": "timeout", "wall_s": wall}
         if proc.returncode != 0:
             tail = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1][:300]
             return {"status": f"error (exit {proc.returncode}): {tail}", "wall_s": wall}

@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from timed_run import timed_run
+
 STATIC_PEERS = ("boss", "grasp", "directlingam", "dagma", "xges")
 SERIES_PEERS = ("pcmciplus", "varlingam", "varlingam_windows")
 PACKAGE_OF = {"boss": "causal-learn", "grasp": "causal-learn", "directlingam": "lingam", "dagma": "dagma",
@@ -183,12 +185,9 @@ def run_peer(peer: str, x: np.ndarray, *, timeout_s: float = TIMEOUT_S) -> dict:
         data, out = os.path.join(tmp, "data.npz"), os.path.join(tmp, "out.npz")
         np.savez(data, x=np.asarray(x, np.float64))
         cmd = [python, os.path.abspath(__file__), "--peer", peer, "--data", data, "--out", out]
-        t = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-        except subprocess.TimeoutExpired:
-            return {"status": "timeout", "wall_s": time.perf_counter() - t}
-        wall = time.perf_counter() - t
+        proc, wall = timed_run(cmd, timeout_s=timeout_s, env=env)
+        if proc is None:
+            return {"status": "timeout", "wall_s": wall}
         if proc.returncode != 0 or not os.path.exists(out):
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
             return {"status": f"error: {tail}", "wall_s": wall}
