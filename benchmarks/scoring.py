@@ -19,34 +19,9 @@ def lagged_f1(*, pred: np.ndarray, true: np.ndarray) -> float:
     return 2.0 * tp / max(int(pred.sum() + true.sum()), 1)
 
 
-def _f1(tp: int, predicted: int, true: int) -> float:
-    return 2.0 * tp / (predicted + true) if predicted + true else 0.0
-
-
-def edge_scores_without_cpdag(*, pred: np.ndarray, true: np.ndarray) -> dict:
-    """compare()'s conventions for the metrics that need no CPDAG, when a graph has a cycle:
-    f1 (an undirected edge on the true skeleton is a hit), strict_f1, skeleton_f1, shd, counts."""
-    off = ~np.eye(len(true), dtype=bool)
-    p, t = (np.asarray(pred) != 0) & off, (np.asarray(true) != 0) & off
-    und = p & p.T
-    und_once, directed = np.triu(und), p & ~und
-    t_skel, p_skel = np.triu(t | t.T), np.triu(p | p.T)
-    edges, true_edges = int(directed.sum() + und_once.sum()), int(t.sum())
-    tp_strict = int((directed & t).sum())
-    tp = tp_strict + int((und_once & (t | t.T)).sum())
-    tp_skel = int((p_skel & t_skel).sum())
-    shd = int((p_skel & ~t_skel).sum() + (t_skel & ~p_skel).sum() + (directed & t.T & ~t).sum()
-              + (und_once & (t | t.T)).sum())
-    precision, recall = (tp / edges if edges else 0.0), (tp / true_edges if true_edges else 0.0)
-    return {"f1": _f1(tp, edges, true_edges), "strict_f1": _f1(tp_strict, edges, true_edges),
-            "skeleton_f1": _f1(tp_skel, int(p_skel.sum()), int(t_skel.sum())), "shd": shd,
-            "precision": precision, "recall": recall, "edge_count": edges,
-            "undirected_count": int(und_once.sum()), "true_edge_count": true_edges}
-
-
 def score(*, pred: np.ndarray, true: np.ndarray, pred_lagged=None, true_lagged=None) -> dict:
     """compare()'s metrics of pred (D, D) PDAG against the true DAG, plus lagged_f1 for series."""
-    from jaxcausal.cpdag import compare
+    from jaxcausal.cpdag import compare, compare_without_cpdag
     kw = {}
     if true_lagged is not None:
         kw["true_lagged"] = np.asarray(true_lagged)[None]
@@ -55,7 +30,7 @@ def score(*, pred: np.ndarray, true: np.ndarray, pred_lagged=None, true_lagged=N
     try:
         out = compare(pred=pred, true=true, **kw)
     except ValueError as err:  # a cyclic truth (Sachs' consensus) or a cyclic directed output
-        out = dict(edge_scores_without_cpdag(pred=pred, true=true), cpdag_shd=None, score_note=str(err)[:200])
+        out = dict(compare_without_cpdag(pred=pred, true=true), score_note=str(err)[:200])
     out = {k: v if v is None or isinstance(v, str) else float(v) if isinstance(v, float) else int(v)
            for k, v in out.items()}
     if true_lagged is not None:

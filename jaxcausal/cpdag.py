@@ -345,3 +345,25 @@ def compare(*, pred, true, true_lagged=None, pred_lagged=None) -> dict:
         "undirected_count": int(und_once.sum()),
         "true_edge_count": true_count,
     }
+
+
+def compare_without_cpdag(*, pred: np.ndarray, true: np.ndarray) -> dict:
+    """`compare`'s metrics that need no CPDAG, for graphs with a cycle (a cyclic truth such as
+    Sachs' consensus graph, or a cyclic directed prediction): f1 (an undirected edge on the true
+    skeleton is a hit), strict_f1, skeleton_f1, shd, precision, recall, counts; cpdag_shd is None."""
+    off = ~np.eye(len(true), dtype=bool)
+    p, t = (np.asarray(pred) != 0) & off, (np.asarray(true) != 0) & off
+    und = p & p.T
+    und_once, directed = np.triu(und), p & ~und
+    t_skel, p_skel = np.triu(t | t.T), np.triu(p | p.T)
+    edges, true_edges = int(directed.sum() + und_once.sum()), int(t.sum())
+    tp_strict = int((directed & t).sum())
+    tp = tp_strict + int((und_once & (t | t.T)).sum())
+    tp_skel = int((p_skel & t_skel).sum())
+    shd = int((p_skel & ~t_skel).sum() + (t_skel & ~p_skel).sum() + (directed & t.T & ~t).sum()
+              + (und_once & (t | t.T)).sum())
+    precision, recall = _ratio(tp, edges), _ratio(tp, true_edges)
+    return {"f1": _f1(precision, recall), "strict_f1": _f1(_ratio(tp_strict, edges), _ratio(tp_strict, true_edges)),
+            "skeleton_f1": _f1(_ratio(tp_skel, int(p_skel.sum())), _ratio(tp_skel, int(t_skel.sum()))), "shd": shd,
+            "precision": precision, "recall": recall, "edge_count": edges,
+            "undirected_count": int(und_once.sum()), "true_edge_count": true_edges, "cpdag_shd": None}

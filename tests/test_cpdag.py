@@ -412,3 +412,21 @@ def test_thousand_variables_in_seconds():
     marks_differ = (cpdag != with_lags) | (cpdag.T != with_lags.T)
     assert metrics["f1"] == 1.0 and metrics["cpdag_shd"] == int(marks_differ.sum() // 2)
     np.testing.assert_array_equal(cpdag_from_dag(extension), cpdag)
+
+
+def test_compare_without_cpdag_agrees_with_compare_where_both_apply():
+    from jaxcausal.cpdag import compare_without_cpdag
+    rng = np.random.default_rng(5)
+    keys = ("f1", "strict_f1", "skeleton_f1", "shd", "precision", "recall", "edge_count", "undirected_count",
+            "true_edge_count")
+    for _ in range(100):
+        d = int(rng.integers(3, 8))
+        true = np.triu(rng.random((d, d)) < 0.4, 1)
+        perm = rng.permutation(d)
+        true = true[np.ix_(perm, perm)]
+        pred = cpdag_from_dag(np.triu(rng.random((d, d)) < 0.4, 1)[np.ix_(perm, perm)])
+        full, partial = compare(pred=pred, true=true), compare_without_cpdag(pred=pred, true=true)
+        assert {k: pytest.approx(full[k]) for k in keys} == {k: partial[k] for k in keys}
+        assert partial["cpdag_shd"] is None
+    cycle = np.roll(np.eye(3, dtype=bool), 1, axis=1)  # 0 -> 1 -> 2 -> 0: compare refuses it
+    assert compare_without_cpdag(pred=cycle, true=cycle)["f1"] == 1.0
