@@ -24,7 +24,7 @@ _sweep = jax.jit(lambda scores, truth: metrics_lib.threshold_sweep(
 
 def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_threshold: float, *,
                  windows: tuple[np.ndarray, np.ndarray] | None = None, search_cfg=None,
-                 priors: dict | None = None, progress=None) -> dict:
+                 priors: dict | None = None, seed: int = 0, progress=None) -> dict:
     """W, its scores, the exported graph and, with truth, the metrics of both.
 
     The trained W, thresholded label-free (score > graph_threshold, cycles broken at their weakest
@@ -49,7 +49,8 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
                                         penalty_discount=search_cfg.penalty_discount,
                                         max_rows=search_cfg.search_rows, allowed=priors.get("allowed"),
                                         required=priors.get("required"), bootstrap=search_cfg.bootstrap,
-                                        stable_threshold=search_cfg.stable_threshold, progress=progress)
+                                        stable_threshold=search_cfg.stable_threshold, seed=seed,
+                                        progress=progress)
     if chosen is not None:
         report.update(orientation=chosen["orientation"], coefficients=chosen["coefficients"],
                       lagged_coefficients=chosen["lagged_coefficients"], model=chosen["model"],

@@ -410,6 +410,7 @@ def graph_report(setup: Setup, params, progress=None) -> dict:
     """`export.graph_report` for this setup: searched on its raw-scale training split (linear SEM)."""
     return export.graph_report(setup.model, params, setup.prepared.truth, setup.cfg.train.graph_threshold,
                                windows=raw_train_windows(setup), search_cfg=setup.cfg.search, progress=progress,
+                               seed=setup.cfg.train.seed,
                                priors=None if setup.priors is None else setup.priors.as_search_priors())
 
 
