@@ -22,6 +22,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # One compilation cache per test session, shared with the CLI subprocesses (through the
 # environment): identical programs compile once, and no run reads a cache warmed before it.
+# A pytest started inside a test session inherits the directory; only the process that made it removes it.
+MADE_XLA_CACHE = "JAXCAUSAL_CACHE_DIR" not in os.environ
 XLA_CACHE = os.environ.setdefault("JAXCAUSAL_CACHE_DIR", tempfile.mkdtemp(prefix="jaxcausal-test-xla-"))
 jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -29,7 +31,7 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def pytest_unconfigure(config):
-    if os.path.basename(XLA_CACHE).startswith("jaxcausal-test-xla-"):  # only the one made here
+    if MADE_XLA_CACHE:  # only the one made here, never a cache the environment named
         shutil.rmtree(XLA_CACHE, ignore_errors=True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

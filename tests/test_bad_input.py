@@ -96,7 +96,7 @@ def files(tmp_path_factory):
     raw[rng.random(raw.shape) < 0.08] = np.nan
     raw[3, 1], raw[10, 0], raw[20, 2] = np.inf, -np.inf, np.nan
     np.save(path("raw_1e6_nan_inf.npy"), raw)
-    np.save(path("int64_twenty.npy"), np.round(500 + 100 * x[:20]).astype(np.int64))  # 16 training windows
+    np.save(path("int64.npy"), np.round(500 + 100 * x).astype(np.int64))  # 80 training windows
     np.save(path("truth_weighted_self_loop.npy"), np.array([[1, 0.5, 0], [0, 0, -2.0], [0, 0, 0]]))
     cyclic = _chain()
     cyclic[2, 0] = 1
@@ -197,16 +197,17 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, case, capsys):
 
 # ------------------------------------------------------------------ cases that train
 
-# Each training run costs a compilation (~5 s on 2 cores), so each covers a data quirk and a truth quirk.
+# Each training run costs a compilation (~5 s on 2 cores), so each covers a data quirk and a truth quirk,
+# and both have the same shapes (100 x 3 rows, 80 training windows in one batch): one set of programs.
 TRAIN_CASES = {
     # id: (data file, truth file, extra args, warning fragments, each expected on exactly one stderr line)
     "raw_1e6_with_nan_inf+weighted_self_loop_truth": (
-        "raw_1e6_nan_inf.npy", "truth_weighted_self_loop.npy", [],
+        "raw_1e6_nan_inf.npy", "truth_weighted_self_loop.npy", ["--batch-size", "128"],
         ["truth_weighted_self_loop.npy: ground truth is weighted (values other than 0/1, e.g. 0.5); "
          "binarised as value != 0", "truth_weighted_self_loop.npy: ground truth has self-loops on x0; dropped"]),
     "int64+fewer_windows_than_a_batch+cyclic_truth+overwrite": (
-        "int64_twenty.npy", "truth_cyclic.npy", ["--batch-size", "64", "--overwrite"],
-        ["only 16 training windows, fewer than --batch-size 64; using batches of 16",
+        "int64.npy", "truth_cyclic.npy", ["--batch-size", "128", "--overwrite"],
+        ["only 80 training windows, fewer than --batch-size 128; using batches of 80",
          "truth_cyclic.npy: ground truth has a cycle (x0 -> x1 -> x2 -> x0); scoring directed edges as given"]),
 }
 
@@ -249,7 +250,7 @@ def test_awkward_but_valid_input_trains(files, tmp_path, case, capsys):
         assert 0.05 < stats["missing_fraction"] < 0.15  # NaN and +-Inf became missing entries
         assert min(stats["standardizer"]["mean"]) > 9e5  # standardised with statistics of the raw scale
     else:
-        assert stats["shape"] == [20, 1, 3] and summary["graph"]["edges"] is not None
+        assert stats["shape"] == [100, 1, 3] and summary["graph"]["edges"] is not None
 
 
 def test_nonfinite_training_stops_with_one_error_line_and_exit_2(files, tmp_path, capsys):

@@ -148,10 +148,10 @@ def test_best_run_dir_resumes(reference, tmp_path):
     assert check_run(best).returncode == 0
 
 
-def test_best_run_dir_evaluates(reference):
+def test_best_run_dir_evaluates(reference, capsys):
+    from jaxcausal import evaluate
     _, _, _, out, _ = reference
-    result = run_cli(os.path.join(out, "best"), module="jaxcausal.evaluate")
-    assert result.returncode == 0, result.stderr
+    assert cli.run(evaluate.main, [os.path.join(out, "best")]) == 0, capsys.readouterr().err  # as python -m does
 
 
 def test_four_devices_equal_one(reference, tmp_path):
