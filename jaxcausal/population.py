@@ -4,7 +4,10 @@ Members differ only in data — their loss weights and their seed — so one com
 them all: `make_epoch_fn`'s epoch, `jax.vmap`ped over the member axis, inside one `jax.jit`. Each
 member keeps its own optimiser state (plateau scale included), acyclicity pressure and early
 stopping; a member that has stopped is frozen. With several devices the member axis is sharded
-across them (padded with frozen copies when it does not divide evenly).
+across them (padded with frozen copies when it does not divide evenly). After `jax.distributed`
+starts (jaxcausal/distributed.py) the devices are every process's: the same mesh then splits the
+members across processes, each process computing its own shard; the data are replicated on every
+device, and the per-epoch metrics come back replicated, so each process's host sees all members.
 
 On the host, a `Record` per member collects its log rows and best epoch; `member_table` and
 `select` turn them into the sweep's table and its pick (val F1 with ground truth, else the
@@ -46,14 +49,20 @@ class Layout(NamedTuple):
         return NamedSharding(self.mesh, PartitionSpec(AXIS))
 
     @property
-    def replicated(self) -> NamedSharding:  # the data: one full copy per device
+    def replicated(self) -> NamedSharding:  # the data and the metrics: one full copy per device
         return NamedSharding(self.mesh, PartitionSpec())
+
+    @property
+    def padding(self) -> np.ndarray:
+        """(padded,) bool, on the host: True for the padding slots."""
+        return np.arange(self.padded) >= self.size
 
 
 def layout(size: int, devices: Sequence[Any] | None = None) -> Layout:
-    """Use min(#devices, size) devices; pad the population to a multiple of that."""
+    """Use min(#devices, size) devices; pad the population to a multiple of that. Across
+    processes every device is used, so that each process holds a part of the mesh."""
     devices = list(devices if devices is not None else jax.devices())
-    n = max(1, min(len(devices), size))
+    n = len(devices) if jax.process_count() > 1 else max(1, min(len(devices), size))
     mesh = jax.make_mesh((n,), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n])
     return Layout(mesh, size, -(-size // n) * n)
 
@@ -74,16 +83,17 @@ def init_population(setup, members: Sequence[Member], lay: Layout) -> tuple[Trai
     epoch, and a (P,) bool `halted` flag (True for padding). Member m is exactly
     `init_state(..., seed=m.seed, lambdas=m's weights)`, as a single run would start."""
     slots = padded_members(members, lay.padded)
-    seeds = jnp.asarray([m.seed for m in slots], jnp.int32)
-    weights = member_weights(slots)
-    sample = jnp.asarray(setup.prepared.x_train[: setup.batch_size])
+    # Host values placed with the mesh's shardings: global arrays when the mesh spans processes.
+    seeds = jax.device_put(np.asarray([m.seed for m in slots], np.int32), lay.replicated)
+    weights = jax.device_put(jax.tree.map(np.asarray, member_weights(slots)), lay.replicated)
+    sample = setup.prepared.x_train[: setup.batch_size]  # numpy: a constant of the program
 
     def one(seed, w):
         return init_state(setup.model, setup.optimizer, setup.cfg, sample, seed, lambdas=w)
 
     state = jax.jit(jax.vmap(one), out_shardings=lay.members)(seeds, weights)
     best = jax.tree.map(jnp.copy, state)  # separate buffers: both are donated every epoch
-    halted = jax.device_put(jnp.arange(lay.padded) >= lay.size, lay.members)
+    halted = jax.device_put(lay.padding, lay.members)
     return state, best, halted
 
 
@@ -91,7 +101,8 @@ def make_population_epoch(setup, lay: Layout) -> Callable:
     """`step(state, best, halted, data) -> (state, best, halted, metrics)`, all with a leading
     member axis, jitted once. A member halts when early stopping fires or after
     `max_nonfinite` consecutive non-finite steps (the single run's two stop rules); a halted
-    member is frozen and reports `improved=False`."""
+    member is frozen and reports `improved=False`. `metrics` also carries each member's
+    `halted` and `early_stopped` flags, and comes back replicated: every process reads all of it."""
     epoch = setup.epoch_fn()
     max_nonfinite = setup.cfg.optim.max_nonfinite
 
@@ -101,19 +112,24 @@ def make_population_epoch(setup, lay: Layout) -> Callable:
         improved = out["improved"] & ~halted
         best = tree_where(improved, new, best)
         halted = halted | new.early.stopped | (new.nonfinite_run >= max_nonfinite)
-        return new, best, halted, dict(out, improved=improved)
+        return new, best, halted, dict(out, improved=improved, halted=halted, early_stopped=new.early.stopped)
 
     pop, rep = lay.members, lay.replicated
     return jax.jit(jax.vmap(member, in_axes=(0, 0, 0, None)), in_shardings=(pop, pop, pop, rep),
-                   out_shardings=pop, donate_argnums=(0, 1, 2))
+                   out_shardings=(pop, pop, pop, rep), donate_argnums=(0, 1, 2))
 
 
 def place_data(data, lay: Layout):
-    return jax.device_put(data, lay.replicated)
+    """The training data, one full copy on every device of the mesh (from this host's copy)."""
+    return jax.device_put(jax.tree.map(np.asarray, data), lay.replicated)
 
 
 def take(tree, index: int):
-    """Member `index` of a population pytree, as a single-run pytree on the default device."""
+    """Member `index` of a population pytree, as a single-run pytree on this process's default
+    device. Across processes the whole population is gathered first: every process must call it."""
+    if not all(a.is_fully_addressable for a in jax.tree.leaves(tree)):
+        everywhere = jax.tree.map(lambda a: a.sharding.update(spec=PartitionSpec()), tree)
+        tree = jax.device_get(jax.jit(lambda t: t, out_shardings=everywhere)(tree))  # one program
     host = jax.device_get(jax.tree.map(lambda a: a[index], tree))
     return jax.tree.map(lambda a: jax.device_put(np.asarray(a)), host)
 

@@ -2,12 +2,17 @@
 
     python -m jaxcausal.sweep --lambda-sparse 1e-5,1e-4,1e-3 --lambda-acyclic 1e-7,1e-6,1e-5 [--seeds 3]
 
-One process, one compilation: the TrainState gets a leading member axis (`jaxcausal.population`)
+One compilation: the TrainState gets a leading member axis (`jaxcausal.population`)
 and `make_epoch_fn`'s epoch runs under `jit(vmap)`. The four `--lambda-*` flags take
 comma-separated lists; an axis not given holds the config's value; every other train flag applies
 to all members. With `--seeds K`, member seeds are seed, seed+1, ..., seed+K-1: each member's
 parameter init and batch shuffling come from its own seed, while the train/validation split comes
 from the config's `--seed` and is shared, so every member is scored on the same validation windows.
+
+Across processes or hosts (`--coordinator HOST:PORT --num-processes N --process-id I`, or
+`--distributed` under SLURM; jaxcausal/distributed.py) the same mesh spans every process's devices
+and the members are split across them; every process sees all members' metrics, so all agree on
+the selection, and process 0 alone writes the sweep directory.
 
 Writes into `--out`: sweep_log.jsonl (one line per member and epoch), sweep.csv and sweep.json
 (one row per member, the selection) and best/ — the selected member as a normal run directory
@@ -15,6 +20,7 @@ Writes into `--out`: sweep_log.jsonl (one line per member and epoch), sweep.csv 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import itertools
@@ -27,7 +33,7 @@ import numpy as np
 
 # jax and everything built on it (checkpoint, population, training) are imported inside the functions
 # that train, so a bad flag or grid value is reported without loading jax.
-from jaxcausal import cli, config as config_lib, reporting, rundir
+from jaxcausal import cli, config as config_lib, distributed, reporting, rundir
 from jaxcausal.errors import InputError
 
 SWEEP_FILES = ("sweep_log.jsonl", "sweep.csv", "sweep.json", "best")
@@ -87,15 +93,26 @@ def prepare_sweep_dir(out: str, overwrite: bool, clear: bool = True) -> None:
 
 def run_sweep(cfg: config_lib.Config, members: list[Member], *, stream=sys.stdout,
               devices=None) -> dict:
-    """Train `members` as one population and write the sweep directory. Returns sweep.json's content."""
+    """Train `members` as one population and write the sweep directory. Returns sweep.json's content.
+
+    Across processes every process calls this with the same arguments; only process 0 prints and
+    writes, and only its result holds `best_summary`."""
     from jaxcausal import training
-    say = (lambda *a: None) if cfg.train.quiet else (lambda *a: print(*a, file=stream, flush=True))
-    warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    primary = distributed.is_primary()
+    quiet = cfg.train.quiet or not primary
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=stream, flush=True))
+    warn = (lambda msg: print(msg, file=sys.stderr, flush=True)) if primary else (lambda msg: None)
+    if distributed.process_count() > 1 and not cfg.train.out:
+        raise InputError("--out: name the sweep directory when running across processes "
+                         "(the same path for every process; process 0 writes it)")
     out_dir = cfg.train.out or training.default_run_dir()
-    prepare_sweep_dir(out_dir, cfg.train.overwrite, clear=False)
-    setup = training.build(cfg, warn=warn)  # data first: bad input never clears earlier results
-    # One process per sweep directory, locked before anything in it is cleared (jaxcausal/rundir.py).
-    with rundir.RunLock(out_dir, warn=warn, resume_hint="the same sweep command with --overwrite"):
+    distributed.agreed(lambda: prepare_sweep_dir(out_dir, cfg.train.overwrite, clear=False), everywhere=False)
+    # data first: bad input never clears earlier results
+    setup = distributed.agreed(lambda: training.build(cfg, warn=warn))
+    with contextlib.ExitStack() as held:
+        # One process per sweep directory, locked before anything in it is cleared (jaxcausal/rundir.py).
+        distributed.agreed(lambda: held.enter_context(rundir.RunLock(
+            out_dir, warn=warn, resume_hint="the same sweep command with --overwrite")), everywhere=False)
         return _run_sweep_locked(cfg, members, setup, out_dir, say, warn, devices)
 
 
@@ -105,7 +122,9 @@ def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_
     import jax
     from jaxcausal import population, training
     from jaxcausal.population import Record, member_table, select
-    prepare_sweep_dir(out_dir, cfg.train.overwrite)
+    primary = distributed.is_primary()
+    if primary:
+        prepare_sweep_dir(out_dir, cfg.train.overwrite)
     for w in setup.prepared.warnings:
         warn(f"WARNING: {w}")
     lay = population.layout(len(members), devices)
@@ -114,16 +133,20 @@ def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_
     t0 = time.perf_counter()
     step = population.make_population_epoch(setup, lay).lower(state, best, halted, data).compile()
     compile_time = time.perf_counter() - t0
-    say(f"Sweep: {len(members)} members on {lay.mesh.size} device(s) ({jax.default_backend()}), "
+    processes = distributed.process_count()
+    where = f" in {processes} processes" if processes > 1 else ""
+    say(f"Sweep: {len(members)} members on {lay.mesh.size} device(s){where} ({jax.default_backend()}), "
         f"compiled in {compile_time:.1f} s -> {out_dir}")
     records = [Record(m, reporting.HealthMonitor(quiet=True)) for m in members]
-    was_halted = np.asarray(jax.device_get(halted))
+    was_halted = lay.padding
     epochs, exit_signal, start = cfg.train.epochs, None, time.perf_counter()
-    with training.SignalStop() as stop, open(os.path.join(out_dir, "sweep_log.jsonl"), "w") as log:
+    log_path = os.path.join(out_dir, "sweep_log.jsonl") if primary else os.devnull
+    with training.SignalStop() as stop, open(log_path, "w") as log:
         for epoch in range(1, epochs + 1):
             t = time.perf_counter()
             state, best, halted, out = step(state, best, halted, data)
-            out, now_halted, stopped = jax.device_get((out, halted, state.early.stopped))
+            out = jax.device_get(out)  # replicated: every process has every member's metrics
+            now_halted, stopped = out.pop("halted"), out.pop("early_stopped")
             dt = time.perf_counter() - t
             for r in records:
                 m = r.member.index
@@ -138,11 +161,14 @@ def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_
                     r.stop_reason = "early_stopping" if stopped[m] else "nonfinite"
                     say(f"  member {m} stopped ({r.stop_reason}) after epoch {epoch}")
             log.flush()
-            os.fsync(log.fileno())
+            if primary:
+                os.fsync(log.fileno())
             say(progress_line(records, epoch, epochs, now_halted, dt, setup.has_truth))
             was_halted = now_halted
-            if stop.signum is not None:
-                exit_signal = stop.signum
+            # A signal to any process stops all of them after the same epoch.
+            signals = distributed.gather_ints(stop.signum or 0) if processes > 1 else [stop.signum or 0]
+            if any(signals):
+                exit_signal = next(int(s) for s in signals if s)
             if was_halted.all() or exit_signal is not None:
                 break
     train_time = time.perf_counter() - start
@@ -154,18 +180,20 @@ def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_
     for row in table:
         row["selected"] = row["member"] == b
     summary = write_best_run(setup, records[b], population.take(state, b), population.take(best, b),
-                             os.path.join(out_dir, "best"), compile_time, train_time)
+                             os.path.join(out_dir, "best"), compile_time, train_time) or {}
     result = reporting.clean({
         "members": table, "selection": selection, "grid": grid_axes(members),
         "seeds": sorted({m.seed for m in members}), "split_seed": cfg.train.seed,
         "population": len(members), "padded_population": lay.padded, "devices": lay.mesh.size,
+        "processes": processes,
         "platform": jax.default_backend(), "epochs_run": max(t["epochs_run"] for t in table),
         "compile_time": compile_time, "train_time": train_time, "best_dir": "best",
         "best_summary": {k: summary.get(k) for k in ("best_epoch", "best", "exported", "stop_reason")},
         "config": config_lib.to_dict(cfg), "versions": training.versions(), "data": setup.prepared.stats(),
     })
-    reporting.write_json(os.path.join(out_dir, "sweep.json"), result)
-    write_csv(os.path.join(out_dir, "sweep.csv"), table)
+    if primary:
+        reporting.write_json(os.path.join(out_dir, "sweep.json"), result)
+        write_csv(os.path.join(out_dir, "sweep.csv"), table)
     say(format_table(table, selection))
     if exit_signal is not None:
         warn(f"Interrupted by signal {exit_signal} after epoch {result['epochs_run']}; results so far are in {out_dir}")
@@ -187,27 +215,49 @@ def grid_axes(members: list[Member]) -> dict[str, list[float]]:
     return {name: sorted({m.lambdas[name] for m in members}) for name in LAMBDA_FIELDS}
 
 
+class SavedBest:
+    """`ckpts` for a reader, except that restoring step `epoch` returns `state`, the state saved
+    there and still in memory (the same bytes as the checkpoint), without reading it back."""
+
+    def __init__(self, ckpts, epoch: int, state):
+        self.ckpts, self.epoch, self.state = ckpts, epoch, state
+
+    def restore(self, template, step: int | None = None):
+        if step == self.epoch:
+            return self.state, {}, step
+        return self.ckpts.restore(template, step)
+
+    def __getattr__(self, name: str):
+        return getattr(self.ckpts, name)
+
+
 def write_best_run(setup, record: population.Record, state, best_state, run_dir: str, compile_time: float,
-                   train_time: float) -> dict:
+                   train_time: float) -> dict | None:
     """The selected member as a train run directory: config, log, checkpoints (best + latest),
-    graph files and summary, through the same functions `train_and_evaluate` uses."""
+    graph files and summary, through the same functions `train_and_evaluate` uses.
+
+    Across processes every process calls it with the same (gathered) states: orbax's
+    CheckpointManager is collective (its saves meet at barriers across processes) and writes only
+    from process 0, which alone writes the other files; the other processes return None."""
     import jax
     from jaxcausal import checkpoint, training
+    primary = distributed.is_primary()
     m = record.member
     # The config keeps the split seed: evaluate and --resume rebuild the same validation windows;
     # the member's own seed lives on in the checkpoint (its PRNG key) and in the "sweep" block.
     cfg = config_lib.replace(setup.cfg, dict(m.lambdas, out=run_dir), where="sweep")
     msetup = dataclasses.replace(setup, cfg=cfg)
-    training.prepare_output_dir(run_dir, overwrite=True)
     sweep_info = {"member": m.index, "member_seed": m.seed, "split_seed": setup.cfg.train.seed,
                   "sweep_dir": os.path.dirname(os.path.abspath(run_dir))}
-    reporting.write_json(os.path.join(run_dir, "config.json"), {
-        "config": config_lib.to_dict(cfg), "versions": training.versions(),
-        "device": str(jax.devices()[0]), "platform": jax.default_backend(),
-        "data": setup.prepared.stats(), "batch_size": setup.batch_size, "steps_per_epoch": setup.n_batches,
-        "resumed_from_epoch": None, "sweep": sweep_info})
-    with open(os.path.join(run_dir, "training_log.jsonl"), "w") as f:
-        f.writelines(reporting.dumps(row) + "\n" for row in record.rows)
+    if primary:
+        training.prepare_output_dir(run_dir, overwrite=True)
+        reporting.write_json(os.path.join(run_dir, "config.json"), {
+            "config": config_lib.to_dict(cfg), "versions": training.versions(),
+            "device": str(jax.devices()[0]), "platform": jax.default_backend(),
+            "data": setup.prepared.stats(), "batch_size": setup.batch_size, "steps_per_epoch": setup.n_batches,
+            "resumed_from_epoch": None, "sweep": sweep_info})
+        with open(os.path.join(run_dir, "training_log.jsonl"), "w") as f:
+            f.writelines(reporting.dumps(row) + "\n" for row in record.rows)
     ckpts = checkpoint.Checkpoints(os.path.join(run_dir, "checkpoints"), keep=cfg.train.keep_checkpoints)
     final_epoch, best_epoch = int(state.epoch), int(state.early.best_epoch)
     metric = float(state.early.best_metric)
@@ -216,8 +266,13 @@ def write_best_run(setup, record: population.Record, state, best_state, run_dir:
     ckpts.save(final_epoch, state, training.checkpoint_meta(msetup, state, record.stop_reason),
                metric if best_epoch == final_epoch else None)
     ckpts.wait()
-    summary = training.finish_run(msetup, ckpts, run_dir, state, record.stop_reason, record.health,
-                                  compile_time, train_time)
+    if not primary:
+        ckpts.close()
+        return None
+    # finish_run reads the best epoch back when it is not the last; across processes an orbax restore
+    # is collective, so process 0 must not read alone. It gets the state it just saved, still in memory.
+    summary = training.finish_run(msetup, SavedBest(ckpts, best_epoch, best_state), run_dir, state,
+                                  record.stop_reason, record.health, compile_time, train_time)
     ckpts.close()
     summary["sweep"] = sweep_info
     reporting.write_json(os.path.join(run_dir, "summary.json"), summary)
@@ -276,12 +331,20 @@ def parser() -> cli.Parser:
     p.add_argument("--config", help="TOML preset: a path or a name in configs/ (default, original, smoke)")
     p.add_argument("--seeds", type=int, default=1, metavar="K",
                    help="seeds per grid point: seed, seed+1, ... (the train/val split uses --seed for all)")
+    distributed.add_flags(p)
     config_lib.add_flags(p)
     return p
 
 
 def parse_args(argv: list[str] | None) -> tuple[config_lib.Config, list[Member]]:
+    cfg, members, _ = parse_all(argv)
+    return cfg, members
+
+
+def parse_all(argv: list[str] | None) -> tuple[config_lib.Config, list[Member], distributed.Options]:
+    """(config, grid members, jax.distributed options), all checked before JAX is loaded."""
     args = parser().parse_args(argv)
+    dist = distributed.options(args)
     grid = {}
     for name in LAMBDA_FIELDS:
         text = getattr(args, name)
@@ -289,11 +352,12 @@ def parse_args(argv: list[str] | None) -> tuple[config_lib.Config, list[Member]]
             grid[name] = parse_values(name, text)
             setattr(args, name, None)  # the config keeps its own value; the grid overrides per member
     cfg = config_lib.from_args(args)
-    return cfg, grid_members(cfg, grid, args.seeds)
+    return cfg, grid_members(cfg, grid, args.seeds), dist
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, members = parse_args(argv)
+    cfg, members, dist = parse_all(argv)
+    distributed.initialize(dist)  # before any JAX computation
     result = run_sweep(cfg, members)
     return int(result.get("exit_code", 0))
 
