@@ -19,7 +19,8 @@ import math
 import os
 import shutil
 import sys
-from typing import Any
+import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -170,3 +171,48 @@ class Checkpoints:
         except BaseException:
             self.close()
             raise
+
+
+_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))  # one program, not one per leaf
+
+
+class Cadence:
+    """When a training run saves, so that checkpoints cost at most `budget` of its training time.
+
+    Every epoch reports itself with `epoch(...)`. A new best epoch is copied on the device (cheap,
+    asynchronous) rather than saved; a save writes that copy first when it is not on disk yet,
+    then the current state, so every checkpoint's best epoch is itself on disk. Saves happen
+    every `every` epochs, or with `every` = 0 when the time since the last save is at least
+    (last save's blocking cost) / budget; always at the end (`final`: signals, faults, the last
+    epoch). A kill loses at most the epochs since the last save; they run again on resume.
+    """
+
+    FIRST_COST_GUESS = 0.05  # seconds; the first save is due after ~1 s of training
+
+    def __init__(self, ckpts: Checkpoints, every: int = 0, budget: float = 0.05):
+        self.ckpts, self.every, self.budget = ckpts, every, budget
+        self.cost, self.last_end = self.FIRST_COST_GUESS, time.perf_counter()
+        self.best: tuple[int, Any, float] | None = None  # (epoch, device copy of the state, metric)
+        self.saved_best = -1
+
+    def epoch(self, epoch: int, state, *, improved: bool, metric: float, final: bool,
+              meta: Callable[[Any], dict]) -> None:
+        """After each epoch; meta(state) gives the state's JSON metadata."""
+        if improved:
+            self.best = (epoch, _copy(state), metric)  # the next epoch donates `state`
+        due = (epoch % self.every == 0) if self.every else \
+            time.perf_counter() - self.last_end >= self.cost / self.budget
+        if not (due or final):
+            return
+        t = time.perf_counter()
+        if self.best is not None and self.saved_best < self.best[0] < epoch:
+            best_epoch, best_state, best_metric = self.best
+            self.ckpts.save(best_epoch, best_state, meta(best_state), best_metric)
+        self.saved_best = self.best[0] if self.best is not None else -1
+        self.ckpts.save(epoch, state, meta(state), metric)
+        self.last_end = time.perf_counter()
+        self.cost = self.last_end - t
+
+    def best_state(self, best_epoch: int):
+        """The device copy of `best_epoch`'s state, or None when this process did not train it."""
+        return self.best[1] if self.best is not None and self.best[0] == best_epoch else None

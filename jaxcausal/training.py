@@ -279,6 +279,7 @@ def _train_locked(cfg: config_lib.Config, setup: Setup, run_dir: str, resume: st
         epoch_fn = jax.jit(setup.epoch_fn(), donate_argnums=0).lower(state, data).compile()
         compile_time = time.perf_counter() - t0
         stop_reason = "early_stopping" if bool(state.early.stopped) else None
+        cadence = checkpoint.Cadence(ckpts, cfg.train.checkpoint_every)
         epochs_run, start = 0, time.perf_counter()
         while stop_reason is None and int(state.epoch) < cfg.train.epochs:
             if stop.signum is not None:  # signalled before this process finished an epoch
@@ -303,9 +304,9 @@ def _train_locked(cfg: config_lib.Config, setup: Setup, run_dir: str, resume: st
                      f"(lower --lr or check the data for extreme values)")
             elif stop.signum is not None and epoch < cfg.train.epochs:
                 stop_reason = "interrupted"
-            final = stop_reason is not None or epoch >= cfg.train.epochs
-            if bool(out["improved"]) or final or epoch % cfg.train.checkpoint_every == 0:
-                ckpts.save(epoch, state, checkpoint_meta(setup, state), float(out["checkpoint_metric"]))
+            cadence.epoch(epoch, state, improved=bool(out["improved"]), metric=float(out["checkpoint_metric"]),
+                          final=stop_reason is not None or epoch >= cfg.train.epochs,
+                          meta=lambda s: checkpoint_meta(setup, s))
         log.close()
         ckpts.wait()
     train_time = time.perf_counter() - start
@@ -315,7 +316,8 @@ def _train_locked(cfg: config_lib.Config, setup: Setup, run_dir: str, resume: st
         ckpts.close()
         warn(f"Interrupted by {stop.name} before an epoch finished; nothing new to save. Continue with: {hint}")
         return state, {"stop_reason": stop_reason, "exit_code": EXIT_SIGNAL_BASE + stop.signum}
-    summary = finish_run(setup, ckpts, run_dir, state, stop_reason, health, compile_time, train_time, say)
+    summary = finish_run(setup, ckpts, run_dir, state, stop_reason, health, compile_time, train_time, say,
+                         best_state=cadence.best_state(int(state.early.best_epoch)))
     ckpts.close()
     if stop_reason == "interrupted":
         warn(f"Interrupted by {stop.name} after epoch {int(state.epoch)}; checkpoint saved, log flushed. "
@@ -415,9 +417,14 @@ def graph_report(setup: Setup, params, progress=None) -> dict:
 
 
 def finish_run(setup: Setup, ckpts, run_dir: str, state: TrainState, stop_reason: str,
-               health: reporting.HealthMonitor, compile_time: float, train_time: float, say=print) -> dict:
-    """Export the best epoch's graph and write summary.json; `state` is read, never changed."""
-    best_state, best_epoch = restore_best(setup, ckpts, state)
+               health: reporting.HealthMonitor, compile_time: float, train_time: float, say=print,
+               best_state: TrainState | None = None) -> dict:
+    """Export the best epoch's graph and write summary.json; `state` is read, never changed.
+    best_state: the best epoch's state when still in memory, else it is restored from `ckpts`."""
+    if best_state is not None:
+        best_epoch = int(state.early.best_epoch)
+    else:
+        best_state, best_epoch = restore_best(setup, ckpts, state)
     t0 = time.perf_counter()
     report = graph_report(setup, best_state.params, progress=say)
     search_time = time.perf_counter() - t0
