@@ -49,6 +49,15 @@ class Design:
     def a(self) -> int:
         return self.z.shape[1]
 
+    def fit(self, targets: np.ndarray, candidates: np.ndarray, noise: str, sigma2: float = 1.0) -> Fit:
+        """Parents of each target among its candidate columns: linear grow-shrink (a nonlinear
+        design, `nonlinear.py`, overrides this and `n_params`)."""
+        return grow_shrink(self, targets, candidates, noise, sigma2)
+
+    def n_params(self, j: int, parents) -> float:
+        """Coefficients of variable j's fit on `parents`: one per parent here."""
+        return float(len(parents))
+
 
 def make_design(z: np.ndarray, d: int, *, penalty_discount: float = 2.0, allowed: np.ndarray | None = None,
                 required: np.ndarray | None = None) -> Design:
@@ -171,7 +180,7 @@ def local_fits(design: Design, targets, candidates: np.ndarray, noise: str, sigm
     cache = design.cache
     miss = [i for i, k in enumerate(keys) if k not in cache]
     if miss:
-        fit = grow_shrink(design, targets[miss], cands[miss], noise, sigma2)
+        fit = design.fit(targets[miss], cands[miss], noise, sigma2)
         for slot, i in enumerate(miss):
             real = fit.parents[slot] < design.a
             cache[keys[i]] = (fit.parents[slot][real], fit.coef[slot][real], fit.score[slot], fit.rss[slot],

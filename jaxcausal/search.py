@@ -244,6 +244,11 @@ def edge_count(state: State) -> int:
     return int(sum(len(p) for p in state.parents))
 
 
+def param_count(design: Design, state: State) -> float:
+    """Coefficients of the state's graph: one per edge (linear), the fits' degrees of freedom (MLP)."""
+    return float(sum(design.n_params(j, p) for j, p in enumerate(state.parents)))
+
+
 def nll(design: Design, state: State, noise: str) -> float:
     """Negative log-likelihood of the rows under the state's graph, least-squares coefficients and
     maximum-likelihood noise scales (per variable, or one shared variance for gauss_ev)."""
@@ -258,14 +263,14 @@ def nll(design: Design, state: State, noise: str) -> float:
 
 
 def objective(design: Design, state: State, noise: str) -> float:
-    """What the search minimises, comparable across starts: NLL + the search's penalty per edge."""
-    return nll(design, state, noise) + design.pen * edge_count(state)
+    """What the search minimises, comparable across starts: NLL + the search's penalty per coefficient."""
+    return nll(design, state, noise) + design.pen * param_count(design, state)
 
 
 def bic(design: Design, state: State, noise: str) -> float:
     """BIC with the standard log(n)/2 per free parameter: coefficients plus noise scales."""
     scales = 1 if noise == "gauss_ev" else design.d
-    return nll(design, state, noise) + 0.5 * np.log(design.n) * (edge_count(state) + scales)
+    return nll(design, state, noise) + 0.5 * np.log(design.n) * (param_count(design, state) + scales)
 
 
 def adjacency(design: Design, state: State) -> tuple[np.ndarray, np.ndarray]:

@@ -1,12 +1,14 @@
 """From the training windows to the exported graph, without ground truth.
 
-The order search (`search.py`) runs under each candidate noise model; the model is then chosen by
-BIC on the training split, and the graph is exported in the form its model supports:
-- gauss_ev (one noise variance on the data's own scale) or laplace: directions are identified, the
-  export is the DAG;
-- gauss_nv (a variance per variable): only the Markov equivalence class is identified, the export
-  is its CPDAG, where edges the data cannot orient are `undirected`; for time series the lagged
-  parents, directed by time, orient what they can first (`cpdag.cpdag_with_lags`).
+The order search (`search.py`) runs under each candidate model: the linear mechanism with each
+noise model, and (static data, up to `nonlinear.MAX_D` variables) the MLP mechanism with gauss_nv
+noise (`nonlinear.py`). The model is then chosen by BIC on the training split, and the graph is
+exported in the form its model supports:
+- gauss_ev (one noise variance on the data's own scale), laplace, or the MLP mechanism: directions
+  are identified, the export is the DAG;
+- linear gauss_nv (a variance per variable): only the Markov equivalence class is identified, the
+  export is its CPDAG, where edges the data cannot orient are `undirected`; for time series the
+  lagged parents, directed by time, orient what they can first (`cpdag.cpdag_with_lags`).
 numpy only: it runs once per export, on the host.
 """
 from __future__ import annotations
@@ -15,9 +17,21 @@ import time
 
 import numpy as np
 
-from jaxcausal import cpdag, graphs, search
+from jaxcausal import cpdag, graphs, nonlinear, search
+from jaxcausal.errors import InputError
 
 MIN_ROWS_PER_COLUMN = 2  # fewer complete rows than this per design column: no search, W stands
+MECHANISMS = ("auto", "linear", "mlp")
+MLP = "gauss_nv+mlp"  # the MLP candidate's key among the scores
+IDENTIFIED_BY = {
+    "gauss_ev": "equal noise variances on the data's scale (the true order has the smallest total variance)",
+    "laplace": "non-Gaussian (Laplace) noise: only the true direction leaves independent residuals",
+    MLP: "nonlinear mechanisms with additive noise: the reverse regression leaves residuals that depend "
+         "on the regressor, so it fits worse (additive noise models, Hoyer et al. 2009)",
+}
+WEIGHTS = {"linear": "standardised least-squares effect: coefficient x sd(cause) / sd(effect)",
+           "mlp": "share of the effect's variance the cause explains uniquely: the rise in residual variance "
+                  "when it is dropped from the fit, over var(effect), in (0, 1]"}
 
 
 def design_rows(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, n_lags: int, max_rows: int) -> np.ndarray:
@@ -42,12 +56,13 @@ def start_order(start_DxD: np.ndarray | None, d: int) -> list[int]:
 
 
 def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, noise: str = "auto",
-                 start_DxD: np.ndarray | None = None, penalty_discount: float = 2.0, max_rows: int = 20000,
+                 mechanism: str = "auto", start_DxD: np.ndarray | None = None, penalty_discount: float = 2.0, max_rows: int = 20000,
                  allowed: np.ndarray | None = None, required: np.ndarray | None = None,
                  bootstrap: int = 0, stable_threshold: float = 0.0, seed: int = 0, progress=None) -> dict | None:
     """Search, choose the model and export. x: raw-scale windows (missing entries masked out).
 
-    noise: auto (chosen by BIC) or one of search.NOISES. start_DxD: the trained model's weights,
+    noise: auto (chosen by BIC) or one of search.NOISES. mechanism: auto (linear and, where it
+    applies, MLP, chosen by BIC), linear, or mlp (gauss_nv noise). start_DxD: the trained model's weights,
     whose order starts the search. allowed / required: (D + L*D, D) prior-knowledge masks.
     bootstrap: K resampled replicates (whole windows, with replacement), each searched like the
     data under the chosen model, give every edge a confidence; with stable_threshold > 0 the export
@@ -67,27 +82,53 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
         return None
     design, sd = _design(z, d, penalty_discount, allowed, required)
     learned = start_order(start_DxD, d)
-    candidates = search.NOISES if noise == "auto" else (noise,)
-    states, scores = {}, {}
+    mlp_skipped = _mlp_skipped(noise, mechanism, d, lags)
+    if mechanism == "mlp" and mlp_skipped:
+        raise InputError(f"mechanism 'mlp' cannot be searched here: {mlp_skipped}; use mechanism 'linear' or 'auto'")
+    candidates = [] if mechanism == "mlp" else list(search.NOISES if noise == "auto" else (noise,))
+    candidates += [] if mlp_skipped else [MLP]
+    states, scores, designs = {}, {}, {}
     # Restarts guard against the local optima of single relocation moves; the score decides. The
     # other models start from the Gaussian optimum, which lies in the right class when they hold.
     say(f"search: gauss_nv from {len(starts := restarts(learned, d, seed))} orders ...")
     nv = search.search(design, starts, "gauss_nv")
     for model in candidates:
+        designs[model] = design
         if model == "gauss_nv":
             states[model] = nv
+        elif model == MLP:
+            designs[model] = _mlp_design(design)
+            best_linear = min((scores[m]["bic"] for m in scores), default=np.inf)
+            probe = search.state_from_order(designs[model], nv.order, "gauss_nv")
+            if search.bic(designs[model], probe, "gauss_nv") >= best_linear - 1e-9 * abs(best_linear) - 1e-6:
+                # The MLP fits on the linear optimum's order do not beat the best linear model: on
+                # linear data its search would only rebuild the linear graph, at ~50x the cost.
+                mlp_skipped = (f"its fits on the linear optimum's order (BIC "
+                               f"{search.bic(designs[model], probe, 'gauss_nv'):.1f}) do not beat the best linear "
+                               f"model (BIC {best_linear:.1f}), so it was not searched further")
+                candidates = candidates[:-1]
+                break
+            say(f"search: {model} ...")
+            states[model] = search.search(designs[model], _unique([nv.order, learned, *starts[:3]]), "gauss_nv")
         else:
             say(f"search: {model} ...")
-            states[model] = _search_other(design, model, nv.order, learned)
-        scores[model] = {"bic": search.bic(design, states[model], model),
-                         "nll": search.nll(design, states[model], model),
-                         "edges": search.edge_count(states[model]), "moves": states[model].moves}
-    chosen = min(candidates, key=lambda m: scores[m]["bic"])
-    out = _export(design, states[chosen], chosen, sd, lags)
+            designs[model], states[model] = _search_other(design, model, nv.order, learned)
+        noise_of = model.split("+")[0]
+        scores[model] = {"bic": search.bic(designs[model], states[model], noise_of),
+                         "nll": search.nll(designs[model], states[model], noise_of),
+                         "edges": search.edge_count(states[model]),
+                         "parameters": search.param_count(designs[model], states[model]), "moves": states[model].moves}
+    # The linear models first: on a tie (an MLP fit that uses no hidden units is the linear fit) they win.
+    chosen = min(candidates, key=lambda m: scores[m]["bic"] + (1e-9 * abs(scores[m]["bic"]) + 1e-6) * (m == MLP))
+    chosen_mechanism = "mlp" if chosen == MLP else "linear"
+    out = _export(designs[chosen], states[chosen], chosen, sd, lags)
     undirected = int(((out["orientation"] == 1) & (out["orientation"].T == 1)).sum() // 2)
-    out["model"] = {"noise": chosen, "mechanism": "linear",
-                    "choice": "auto (lowest BIC)" if noise == "auto" else "fixed",
+    out["model"] = {"noise": chosen.split("+")[0], "mechanism": chosen_mechanism,
+                    "choice": "auto (lowest BIC)" if len(candidates) > 1 else "fixed",
                     "directions": "equivalence class (CPDAG)" if chosen == "gauss_nv" else "identified",
+                    "identified_by": IDENTIFIED_BY.get(chosen), "weights": WEIGHTS[chosen_mechanism],
+                    "mlp": {"searched": not mlp_skipped, "skipped_because": mlp_skipped or None,
+                            "hidden_units": nonlinear.HIDDEN},
                     "undirected_edges": undirected, "penalty_discount": penalty_discount,
                     "rows": int(len(z)), "scores": scores}
     out["rows"] = int(len(z))
@@ -113,10 +154,36 @@ def _design(z, d, penalty_discount, allowed, required):
     return design, sd
 
 
+def _mlp_skipped(noise: str, mechanism: str, d: int, lags: int) -> str:
+    """Why the MLP candidate is not searched ('' when it is)."""
+    if mechanism not in MECHANISMS:
+        raise InputError(f"mechanism {mechanism!r} is unknown; use one of {', '.join(MECHANISMS)}")
+    if mechanism == "linear":
+        return "mechanism fixed to linear"
+    if noise not in ("auto", "gauss_nv"):
+        return f"noise fixed to {noise}; the MLP mechanism is scored with gauss_nv noise"
+    if lags:
+        return ("time series: each MLP fit costs rows x hidden units^2, too slow at the row counts of "
+                "windowed series, so lagged data keep the linear mechanism")
+    if d > nonlinear.MAX_D:
+        return f"{d} variables: the MLP candidate is searched up to {nonlinear.MAX_D}"
+    return ""
+
+
+def _mlp_design(design):
+    return nonlinear.make_mlp_design(design.z, design.d, penalty_discount=design.pen / (0.5 * np.log(design.n)),
+                                     allowed=design.allowed, required=design.required)
+
+
 def _search_other(design, model, nv_order, learned):
+    """(design, state) of a model other than linear gauss_nv, searched from the Gaussian optimum."""
+    if model == MLP:  # its own design, started from the linear optimum and the trained order
+        mlp = _mlp_design(design)
+        return mlp, search.search(mlp, _unique([nv_order, learned]), "gauss_nv")
     # gauss_ev converges in one or two sweeps from the Gaussian optimum when it holds (measured at
     # d = 20-50); where it does not, more sweeps only wander, so its budget is small.
-    return search.search(design, _unique([nv_order, learned]), model, max_sweeps=3 if model == "gauss_ev" else 50)
+    return design, search.search(design, _unique([nv_order, learned]), model,
+                                 max_sweeps=3 if model == "gauss_ev" else 50)
 
 
 def _export(design, state, chosen: str, sd=None, lags: int = 0) -> dict:
@@ -124,6 +191,8 @@ def _export(design, state, chosen: str, sd=None, lags: int = 0) -> dict:
     d = design.d
     sd = np.ones(design.a) if sd is None else sd
     coef, lag_coef = search.adjacency(design, state)
+    if chosen == MLP:  # the MLP's weights (variance shares) are on the standardised scale already
+        sd = np.ones(design.a)
     # Standardised effects: coefficient x sd(cause) / sd(effect).
     coef_std = coef * sd[:d, None] / sd[None, :d]
     lag_std = (lag_coef * sd[d:, None] / sd[None, :d]).reshape(lags, d, d)
@@ -158,8 +227,9 @@ def _replicate(x, mask, lags, max_rows, penalty_discount, allowed, required, cho
         z = z[rng.integers(0, len(z), len(z))]
     design, sd = _design(z, d, penalty_discount, allowed, required)
     nv = search.search(design, _unique([learned, list(range(d))]), "gauss_nv")
-    state = nv if chosen == "gauss_nv" else _search_other(design, chosen, nv.order, learned)
-    return _export(design, state, chosen, sd, lags)
+    if chosen != "gauss_nv":
+        design, nv = _search_other(design, chosen, nv.order, learned)
+    return _export(design, nv, chosen, sd, lags)
 
 
 def _confidence(out: dict, replicates: list[dict], stable_threshold: float) -> dict:
