@@ -215,22 +215,6 @@ def grid_axes(members: list[Member]) -> dict[str, list[float]]:
     return {name: sorted({m.lambdas[name] for m in members}) for name in LAMBDA_FIELDS}
 
 
-class SavedBest:
-    """`ckpts` for a reader, except that restoring step `epoch` returns `state`, the state saved
-    there and still in memory (the same bytes as the checkpoint), without reading it back."""
-
-    def __init__(self, ckpts, epoch: int, state):
-        self.ckpts, self.epoch, self.state = ckpts, epoch, state
-
-    def restore(self, template, step: int | None = None):
-        if step == self.epoch:
-            return self.state, {}, step
-        return self.ckpts.restore(template, step)
-
-    def __getattr__(self, name: str):
-        return getattr(self.ckpts, name)
-
-
 def write_best_run(setup, record: population.Record, state, best_state, run_dir: str, compile_time: float,
                    train_time: float) -> dict | None:
     """The selected member as a train run directory: config, log, checkpoints (best + latest),
@@ -271,8 +255,8 @@ def write_best_run(setup, record: population.Record, state, best_state, run_dir:
         return None
     # finish_run reads the best epoch back when it is not the last; across processes an orbax restore
     # is collective, so process 0 must not read alone. It gets the state it just saved, still in memory.
-    summary = training.finish_run(msetup, SavedBest(ckpts, best_epoch, best_state), run_dir, state,
-                                  record.stop_reason, record.health, compile_time, train_time)
+    summary = training.finish_run(msetup, ckpts, run_dir, state, record.stop_reason, record.health, compile_time,
+                                  train_time, best_state=best_state if best_epoch >= 1 else None)
     ckpts.close()
     summary["sweep"] = sweep_info
     reporting.write_json(os.path.join(run_dir, "summary.json"), summary)
