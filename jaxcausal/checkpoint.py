@@ -194,22 +194,35 @@ class Cadence:
         self.cost, self.last_end = self.FIRST_COST_GUESS, time.perf_counter()
         self.best: tuple[int, Any, float] | None = None  # (epoch, device copy of the state, metric)
         self.saved_best = -1
+        self.last: tuple[int, float] | None = None  # (epoch, metric) of the last epoch reported
+        self.saved_epoch = -1
 
     def epoch(self, epoch: int, state, *, improved: bool, metric: float, final: bool,
               meta: Callable[[Any], dict]) -> None:
         """After each epoch; meta(state) gives the state's JSON metadata."""
         if improved:
             self.best = (epoch, _copy(state), metric)  # the next epoch donates `state`
+        self.last = (epoch, metric)
         due = (epoch % self.every == 0) if self.every else \
             time.perf_counter() - self.last_end >= self.cost / self.budget
-        if not (due or final):
-            return
+        if due or final:
+            self._save(epoch, state, metric, meta)
+
+    def flush(self, state, meta: Callable[[Any], dict]) -> None:
+        """Save the last reported epoch (`state`) unless it is on disk: a signal that arrived after
+        an epoch's stop check ends the loop before the next epoch, and must not lose the last one."""
+        if self.last is not None and self.last[0] != self.saved_epoch:
+            epoch, metric = self.last
+            self._save(epoch, state, metric, meta)
+
+    def _save(self, epoch: int, state, metric: float, meta: Callable[[Any], dict]) -> None:
         t = time.perf_counter()
         if self.best is not None and self.saved_best < self.best[0] < epoch:
             best_epoch, best_state, best_metric = self.best
             self.ckpts.save(best_epoch, best_state, meta(best_state), best_metric)
         self.saved_best = self.best[0] if self.best is not None else -1
         self.ckpts.save(epoch, state, meta(state), metric)
+        self.saved_epoch = epoch
         self.last_end = time.perf_counter()
         self.cost = self.last_end - t
 

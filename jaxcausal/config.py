@@ -151,8 +151,8 @@ class TrainConfig:
                                      rules=("unit_interval",), resumable=True)
     out: str = setting("", "run directory; empty = runs/<timestamp>", resumable=True, metavar="DIR")
     overwrite: bool = setting(False, "allow writing into an existing, non-empty run directory", resumable=True)
-    checkpoint_every: int = setting(1, "epochs between checkpoints; 0: automatic, at most 5% of the training "
-                                    "time (the end, signals and faults always save)", rules=("non_negative",),
+    checkpoint_every: int = setting(0, "epochs between checkpoints; 0 (default): automatic, at most 5% of the "
+                                    "training time (the end, signals and faults always save)", rules=("non_negative",),
                                     resumable=True)
     keep_checkpoints: int = setting(2, "latest checkpoints kept besides the best one", rules=("positive",),
                                     resumable=True)

@@ -307,6 +307,7 @@ def _train_locked(cfg: config_lib.Config, setup: Setup, run_dir: str, resume: st
             cadence.epoch(epoch, state, improved=bool(out["improved"]), metric=float(out["checkpoint_metric"]),
                           final=stop_reason is not None or epoch >= cfg.train.epochs,
                           meta=lambda s: checkpoint_meta(setup, s))
+        cadence.flush(state, meta=lambda s: checkpoint_meta(setup, s))
         log.close()
         ckpts.wait()
     train_time = time.perf_counter() - start

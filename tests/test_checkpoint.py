@@ -59,9 +59,10 @@ def train_cli(env, *args):
 
 @pytest.fixture(scope="module")
 def reference(env, data_file, tmp_path_factory):
-    """A straight run of REFERENCE_EPOCHS epochs that keeps every checkpoint."""
+    """A straight run of REFERENCE_EPOCHS epochs that saves and keeps every checkpoint."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    train_cli(env, "--data", data_file, *FLAGS, "--epochs", REFERENCE_EPOCHS, "--keep-checkpoints", 100, "--out", out)
+    train_cli(env, "--data", data_file, *FLAGS, "--epochs", REFERENCE_EPOCHS, "--keep-checkpoints", 100,
+              "--checkpoint-every", 1, "--out", out)
     with open(out / "config.json") as f:
         assert json.load(f)["steps_per_epoch"] == STEPS_PER_EPOCH
     return out

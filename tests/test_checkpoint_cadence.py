@@ -25,3 +25,22 @@ def test_automatic_cadence_saves_less_but_keeps_best_and_last_and_the_same_graph
     assert auto_summary["graph"]["edges"] == every_summary["graph"]["edges"]
     w = [np.load(os.path.join(tmp_path / f"every{e}", "weights.npy")) for e in (1, 0)]
     np.testing.assert_array_equal(w[0], w[1])
+
+
+class RecordingCheckpoints:
+    def __init__(self):
+        self.saved = []
+
+    def save(self, step, state, meta, metric):
+        self.saved.append(step)
+
+
+def test_a_signal_after_the_stop_check_still_saves_the_last_epoch():
+    ckpts = RecordingCheckpoints()
+    cadence = checkpoint.Cadence(ckpts, every=0)
+    cadence.epoch(1, {"w": np.zeros(2)}, improved=False, metric=1.0, final=False, meta=lambda s: {})
+    assert ckpts.saved == []  # not due yet: the first save waits for ~1 s of training
+    cadence.flush({"w": np.zeros(2)}, meta=lambda s: {})  # the loop ended on a signal before epoch 2
+    assert ckpts.saved == [1]
+    cadence.flush({"w": np.zeros(2)}, meta=lambda s: {})  # already on disk: no second save
+    assert ckpts.saved == [1]

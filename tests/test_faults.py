@@ -287,7 +287,7 @@ def test_disk_full_during_a_run_stops_with_one_line_and_resumes_once_space_is_ba
     run_dir = os.path.join(small_disk, "run")
     # After epoch 3's log line: the save of epoch 2 waited for epoch 1's, so at least that one is complete.
     filler = fill_after_epoch(monkeypatch, small_disk, epoch=3)
-    code, _, err = run_fd([*SMOKE, "--epochs", "5", "--out", run_dir], capfd)
+    code, _, err = run_fd([*SMOKE, "--epochs", "5", "--checkpoint-every", "1", "--out", run_dir], capfd)
     line = one_error_line(code, err, "No space left on device", f"--resume {run_dir}")
     steps = sorted(int(s) for s in os.listdir(os.path.join(run_dir, "checkpoints")) if s.isdigit())
     assert steps and f"epoch {steps[-1]}" in line, (line, os.listdir(os.path.join(run_dir, "checkpoints")))
@@ -337,7 +337,7 @@ def test_failing_log_write_stops_with_one_line_and_keeps_the_checkpoint(tmp_path
         write(self, row)
 
     monkeypatch.setattr(reporting.JsonlLog, "write", failing)
-    code, _, err = run_fd([*SMOKE, "--epochs", "4", "--out", run_dir], capfd)
+    code, _, err = run_fd([*SMOKE, "--epochs", "4", "--checkpoint-every", "1", "--out", run_dir], capfd)
     one_error_line(code, err, os.strerror(code_), "(epoch 2) is kept", f"--resume {run_dir}")
     monkeypatch.undo()
     code, _, err = run_fd(["--resume", run_dir], capfd)

@@ -120,7 +120,8 @@ def test_isolated_nonfinite_gradients_are_skipped_counted_and_training_recovers(
 def test_consecutive_nonfinite_steps_stop_cleanly_with_last_good_checkpoint(monkeypatch, tiny_config, capsys):
     # Batches of 8 (16 validation windows stay one batch of 16); the epoch keeps the default length
     # (--min-steps-per-epoch, several passes over the 64 training windows).
-    cfg = config_lib.replace(tiny_config, {"epochs": 5, "max_nonfinite": 3, "batch_size": 8})
+    cfg = config_lib.replace(tiny_config, {"epochs": 5, "max_nonfinite": 3, "batch_size": 8,
+                                            "checkpoint_every": 1})  # epoch 1's checkpoint: the reference
     steps = training.build(cfg).n_batches
     assert steps == cfg.train.min_steps_per_epoch > 64 // 8
     assert 2 * steps < cfg.dag.steps_per_update  # no stage change (it re-initialises the optimiser) in 2 epochs
