@@ -172,6 +172,10 @@ class SearchConfig:
     noise: str = setting("auto", "noise model of the search: auto = lowest BIC of gauss_ev (one variance), "
                          "gauss_nv (a variance per variable: CPDAG output), laplace",
                          choices=("auto", "gauss_ev", "gauss_nv", "laplace"), resumable=True)
+    mechanism: str = setting("auto", "mechanism of the search: auto = linear or, on static data up to 30 "
+                             "variables, an MLP of the parents (gauss_nv noise) when its BIC is lower; linear; "
+                             "mlp (static data, up to 30 variables, --noise auto or gauss_nv)",
+                             choices=("auto", "linear", "mlp"), resumable=True)
     penalty_discount: float = setting(2.0, "BIC penalty per parent, in units of log(n)/2", rules=("positive",),
                                       resumable=True)
     search_rows: int = setting(20000, "rows the search uses at most (evenly spaced complete rows)",
