@@ -45,7 +45,8 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
     chosen = None
     if windows is not None and search_cfg is not None and search_cfg.graph_search == "order":
         priors = priors or {}
-        chosen = structure.choose_graph(*windows, n_lags=lagged.shape[0], noise=search_cfg.noise, start_DxD=start,
+        chosen = structure.choose_graph(*windows, n_lags=lagged.shape[0], noise=search_cfg.noise,
+                                        mechanism=search_cfg.mechanism, start_DxD=start,
                                         penalty_discount=search_cfg.penalty_discount,
                                         max_rows=search_cfg.search_rows, allowed=priors.get("allowed"),
                                         required=priors.get("required"), bootstrap=search_cfg.bootstrap,
@@ -56,8 +57,9 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
                       lagged_coefficients=chosen["lagged_coefficients"], model=chosen["model"],
                       search_seconds=chosen["seconds"],
                       **{k: chosen[k] for k in ("confidence", "lagged_confidence", "bootstrap") if k in chosen},
-                      rule=f"best-order search, {chosen['model']['noise']} BIC (penalty x{search_cfg.penalty_discount:g}),"
-                           f" started from the trained W; {chosen['model']['directions']}")
+                      rule=f"best-order search, {chosen['model']['mechanism']} SEM with {chosen['model']['noise']} "
+                           f"noise, BIC (penalty x{search_cfg.penalty_discount:g}), started from the trained W; "
+                           f"{chosen['model']['directions']}")
     else:
         directed = start > 0
         report.update(orientation=directed.astype(np.int8), coefficients=np.where(directed, weights, 0.0),
@@ -98,15 +100,7 @@ def edge_rows(report: dict, names) -> list[tuple]:
 def console_summary(report: dict, names, top: int = 20) -> list[str]:
     """The end-of-run lines: which model was chosen and why, whether directions are identified,
     and the strongest edges with their orientation."""
-    model, lines = report["model"], []
-    if model.get("noise"):
-        bics = ", ".join(f"{m} {v['bic']:.1f}" for m, v in model["scores"].items())
-        lines.append(f"model: linear SEM, {model['noise']} noise ({model['choice']}; BIC {bics})")
-        if model["directions"] == "identified":
-            lines.append("directions: identified by the chosen noise model; graph.csv is a DAG")
-        else:
-            lines.append(f"directions: NOT identified (Gaussian noise, a variance per variable): graph.csv is the "
-                         f"equivalence class, {model['undirected_edges']} edge(s) undirected")
+    lines = model_lines(report["model"]) if report["model"].get("noise") else []
     rows = edge_rows(report, names)
     lines.append(f"edges: {len(rows)}" + (f" (strongest {top} shown)" if len(rows) > top else ""))
     width = max((len(c) for c, *_ in rows[:top]), default=0)
@@ -114,6 +108,28 @@ def console_summary(report: dict, names, top: int = 20) -> list[str]:
         arrow = "->" if orientation == "directed" else "--"
         lines.append(f"  {cause:>{width}} {arrow} {effect:<{width}} {weight:+.3f}"
                      + (f"  confidence {conf[0]:.2f}" if conf else ""))
+    return lines
+
+
+def model_lines(model: dict) -> list[str]:
+    """The searched model in words: mechanism and noise, the BICs behind the choice, why the MLP
+    candidate was not searched (if so), and what identifies the directions."""
+    mlp = model.get("mechanism") == "mlp"
+    units = (model.get("mlp") or {}).get("hidden_units")
+    sem = f"MLP SEM ({units} random tanh units per variable)" if mlp else "linear SEM"
+    bics = ", ".join(f"{m} {v['bic']:.1f}" for m, v in model["scores"].items())
+    lines = [f"model: {sem}, {model['noise']} noise ({model['choice']}; BIC {bics})"]
+    skipped = (model.get("mlp") or {}).get("skipped_because")
+    if skipped:
+        lines.append(f"MLP mechanism: not searched ({skipped})")
+    if model["directions"] == "identified":
+        by = "the nonlinear mechanism (additive noise)" if mlp else "the chosen noise model"
+        lines.append(f"directions: identified by {by}; graph.csv is a DAG")
+    else:
+        lines.append(f"directions: NOT identified (Gaussian noise, a variance per variable): graph.csv is the "
+                     f"equivalence class, {model['undirected_edges']} edge(s) undirected")
+    if mlp:
+        lines.append(f"weights: {model['weights']}")
     return lines
 
 

@@ -102,7 +102,7 @@ def test_derived_views_follow_the_schema():
 
 
 def test_resume_accepts_resumable_changes_and_names_the_others():
-    from jaxcausal.training import check_resumable
+    from jaxcausal.rundir import check_resumable
     saved = config_lib.Config()
     check_resumable(saved, config_lib.replace(saved, {"epochs": 500, "quiet": True}), "run")
     with pytest.raises(InputError, match=r"run: cannot resume .*lr 0.005 -> 0.01"):
@@ -131,3 +131,13 @@ def test_csv_column_fields_default_to_empty_and_are_flags():
     args = train.parser().parse_args(["--columns", "a,b", "--drop", "id", "--time-col", "t"])
     data = config_lib.from_args(args).data
     assert (data.columns, data.drop, data.time_col) == ("a,b", "id", "t")
+
+
+def test_mechanism_flag_offers_what_the_search_runs(capsys):
+    from conftest import run_main
+    from jaxcausal import structure
+    assert config_lib.CHOICES["mechanism"] == structure.MECHANISMS
+    assert config_lib.from_args(train.parser().parse_args(["--mechanism", "mlp"])).search.mechanism == "mlp"
+    code, out, err = run_main(train.main, ["--mechanism", "gp"], capsys)
+    assert code == cli.EXIT_BAD_INPUT and out == ""
+    assert err.splitlines() == ["error: command line: 'mechanism' must be one of auto, linear, mlp, got 'gp'"]

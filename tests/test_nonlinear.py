@@ -80,3 +80,29 @@ def test_time_series_keep_the_linear_mechanism_and_say_why():
         structure.choose_graph(ds.x, ds.mask, n_lags=1, mechanism="mlp")
     with pytest.raises(InputError, match="unknown"):
         structure.choose_graph(ds.x, ds.mask, n_lags=1, mechanism="gp")
+
+
+def _report_under(mechanism: str, ds) -> dict:
+    """export.graph_report with the search section's --mechanism, as a run's end calls it."""
+    import jax
+    from jaxcausal import config as config_lib, export
+    from jaxcausal.model import CausalSEM
+    d = ds.x.shape[-1]
+    sem = CausalSEM(n_vars=d, max_lag=0)
+    params = sem.init(jax.random.key(0), np.zeros((2, 1, d), np.float32))["params"]
+    cfg = config_lib.replace(config_lib.Config(), {"mechanism": mechanism})
+    return export.graph_report(sem, params, None, cfg.train.graph_threshold, windows=(ds.x, ds.mask),
+                               search_cfg=cfg.search)
+
+
+def test_mechanism_setting_forces_linear_or_mlp():
+    ds = _static(0, d=5, n=400)  # tiny MLP data, on which auto picks the MLP
+    linear = _report_under("linear", ds)
+    model = linear["model"]
+    assert model["mechanism"] == "linear" and structure.MLP not in model["scores"]
+    assert model["mlp"] == {"searched": False, "skipped_because": "mechanism fixed to linear",
+                            "hidden_units": nonlinear.HIDDEN}
+    assert "linear SEM" in linear["rule"]
+    model = _report_under("mlp", ds)["model"]  # the MLP alone is searched: no linear candidate to lose to
+    assert (model["mechanism"], model["noise"], model["choice"]) == ("mlp", "gauss_nv", "fixed")
+    assert list(model["scores"]) == [structure.MLP]
