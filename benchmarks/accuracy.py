@@ -36,11 +36,13 @@ ALL_PEERS = peers_lib.STATIC_PEERS + peers_lib.SERIES_PEERS
 
 
 def git_commit() -> str | None:
+    """HEAD's short hash, marked when the package's files differ from it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the pathspec is relative to cwd
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10)
+                             cwd=root, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "jaxcausal"], capture_output=True, text=True,
-                               cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10).stdout.strip()
+                               cwd=root, timeout=10).stdout.strip()
         return out.stdout.strip() + (" (jaxcausal/ modified)" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return None
