@@ -186,6 +186,12 @@ class SearchConfig:
                                       "(stability selection); 0 = export the full-data graph",
                                       rules=("unit_interval",), resumable=True)
 
+    def __post_init__(self):
+        # Fail before training, not at the search: the MLP candidate is scored with gauss_nv noise.
+        if self.mechanism == "mlp" and self.noise in ("gauss_ev", "laplace"):
+            raise InputError(f"'mechanism' mlp is searched with gauss_nv noise, but 'noise' is {self.noise}; "
+                             "use --noise auto or gauss_nv, or --mechanism linear")
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:

@@ -141,3 +141,13 @@ def test_mechanism_flag_offers_what_the_search_runs(capsys):
     code, out, err = run_main(train.main, ["--mechanism", "gp"], capsys)
     assert code == cli.EXIT_BAD_INPUT and out == ""
     assert err.splitlines() == ["error: command line: 'mechanism' must be one of auto, linear, mlp, got 'gp'"]
+
+
+def test_mlp_mechanism_with_a_linear_noise_model_fails_before_training(capsys):
+    from conftest import run_main
+    code, out, err = run_main(train.main, ["--mechanism", "mlp", "--noise", "laplace"], capsys)
+    assert code == cli.EXIT_BAD_INPUT and out == ""
+    assert err.splitlines() == ["error: 'mechanism' mlp is searched with gauss_nv noise, but 'noise' is laplace; "
+                                "use --noise auto or gauss_nv, or --mechanism linear"]
+    for noise in ("auto", "gauss_nv"):
+        assert config_lib.replace(config_lib.Config(), {"mechanism": "mlp", "noise": noise}).search.noise == noise
