@@ -37,7 +37,10 @@ import jax  # noqa: E402
 
 from jaxcausal import checkpoint, config as config_lib  # noqa: E402
 from jaxcausal.data import simulate  # noqa: E402
-from jaxcausal.training import build, checkpoint_meta, train_and_evaluate, versions  # noqa: E402
+from jaxcausal.experiment import build  # noqa: E402
+from jaxcausal.results import checkpoint_meta  # noqa: E402
+from jaxcausal.rundir import versions  # noqa: E402
+from jaxcausal.training import train_and_evaluate  # noqa: E402
 
 DEFAULT_OUT = os.path.join(HERE, "results", "checkpoint_time.json")
 

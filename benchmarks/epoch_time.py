@@ -46,7 +46,8 @@ from jaxcausal.data import simulate  # noqa: E402
 from jaxcausal.losses import Batch, make_loss_fn  # noqa: E402
 from jaxcausal.prepare import prepare  # noqa: E402
 from jaxcausal.steps import make_epoch_fn, make_eval_fn  # noqa: E402
-from jaxcausal.training import build, versions  # noqa: E402
+from jaxcausal.experiment import build  # noqa: E402
+from jaxcausal.rundir import versions  # noqa: E402
 
 try:
     sys.path.insert(0, HERE)

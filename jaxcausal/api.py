@@ -10,7 +10,7 @@
 `python -m jaxcausal.train --data FILE` does, so the same settings give the same graph. The run
 directory is temporary unless `out=` names one (then X is kept in it as data.npz, so
 `python -m jaxcausal.evaluate OUT` and `--resume OUT` work). The Result is read back from the
-run directory's files (DESIGN.md section 6), never from the engine's internals.
+run directory's files (README, "Reading the results"), never from the engine's internals.
 """
 from __future__ import annotations
 
@@ -231,7 +231,8 @@ def fit(X, *, names=None, window: int | None = None, config=None, out: str | Non
     tiers= a CSV path, {name: tier} or [[tier-0 names], [tier-1 names], ...].
     Bad input raises `jaxcausal.errors.InputError` with one line.
     """
-    from jaxcausal.training import prepare_output_dir, train_and_evaluate  # the engine, only when used
+    from jaxcausal.rundir import prepare_output_dir
+    from jaxcausal.training import train_and_evaluate  # the engine, only when used
 
     x, names = as_array(X, names)
     if window is not None and x.ndim == 3:

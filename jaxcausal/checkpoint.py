@@ -76,8 +76,8 @@ class Checkpoints:
         self.directory = os.path.abspath(directory)
         # Added here, not on import, so importing the package leaves the global absl logger alone.
         logging.getLogger("absl").addFilter(_QUIET_EXPECTED)  # a no-op once added
-        if read_only and not os.path.isdir(self.directory):
-            raise InputError(f"{self.directory}: no such checkpoints directory (is the run directory right?)")
+        if read_only:
+            rundir.require_checkpoints(self.directory)
         policy = pp.AnyPreservationPolicy([
             pp.LatestN(n=keep),
             pp.BestN(get_metric_fn=_ranking, n=1, keep_checkpoints_without_metrics=False),

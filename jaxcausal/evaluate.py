@@ -1,7 +1,7 @@
 """`python -m jaxcausal.evaluate RUN_DIR`: restore the best checkpoint and reproduce graph and metrics.
 
 Nothing is trained: the configuration stored with the checkpoint rebuilds the model
-(`training.build`), the best epoch's checkpoint gives the parameters, and `export.graph_report`
+(`experiment.build`), the best epoch's checkpoint gives the parameters, and the same search
 turns them into the same graph.csv, weights.npy and best metrics the run wrote. `--data FILE`
 scores another file with the run's standardisation; `--truth FILE` scores against another graph.
 From Python: `jaxcausal.load(run_dir)`.
@@ -14,15 +14,12 @@ import os
 import sys
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxcausal import checkpoint, cli, config as config_lib, export, reporting, training
+# jax and everything built on it load inside the functions, so a bad flag or path is reported at once.
+from jaxcausal import cli, config as config_lib, reporting, rundir
 from jaxcausal.data import Standardizer
 from jaxcausal.errors import InputError
-from jaxcausal.model import build_model
-from jaxcausal.steps import make_eval_fn
 
 COMPARED = ("best_epoch", "graph", "model", "threshold_table", "best", "exported")
 
@@ -43,6 +40,9 @@ class Loaded:
 def _restore(run_dir: str, data: str | None = None, truth: str | None = None, warn=print,
              epoch: int | None = None):
     """(setup, state, meta, epoch) for the best (or the given epoch's) checkpoint of `run_dir`."""
+    rundir.require_checkpoints(os.path.join(run_dir, "checkpoints"))  # a wrong path fails before jax loads
+    import jax
+    from jaxcausal import checkpoint, experiment
     ckpts = checkpoint.Checkpoints(os.path.join(run_dir, "checkpoints"), read_only=True)
     latest, _ = ckpts.read_meta()
     cfg = config_lib.from_dict(latest["config"], where=f"{run_dir} checkpoint")
@@ -50,7 +50,7 @@ def _restore(run_dir: str, data: str | None = None, truth: str | None = None, wa
         cfg = config_lib.replace(cfg, {"data": data, "truth": truth or ""})
     elif truth:
         cfg = config_lib.replace(cfg, {"truth": truth})
-    setup = training.build(cfg, warn=warn)
+    setup = experiment.build(cfg, warn=warn)
     _check_data(setup, latest, run_dir, same_data=not (data or truth), warn=warn)
     best = int(latest["best_epoch"])
     step = epoch if epoch is not None else best if best >= 1 else max(ckpts.steps())
@@ -60,7 +60,8 @@ def _restore(run_dir: str, data: str | None = None, truth: str | None = None, wa
     return setup, state, meta, step
 
 
-def _check_data(setup: training.Setup, meta: dict, run_dir: str, same_data: bool, warn) -> None:
+def _check_data(setup, meta: dict, run_dir: str, same_data: bool, warn) -> None:
+    from jaxcausal.model import build_model
     n, window, d = meta.get("data_shape") or setup.prepared.dataset.x.shape
     new_window, new_d = setup.prepared.dataset.x.shape[1:]
     if new_d != d:
@@ -83,16 +84,20 @@ def load(run_dir: str, *, data: str | None = None, truth: str | None = None, epo
                   report, tuple(setup.prepared.dataset.names), step)
 
 
-def _graph_report(setup: training.Setup, params, other_data: bool) -> dict:
+def _graph_report(setup, params, other_data: bool) -> dict:
     """The run's graph: searched on the run's own training split as in training; scoring another
     file (--data) keeps thresholded W, so the answer never depends on the file being scored."""
+    from jaxcausal import export
     if other_data:
         return export.graph_report(setup.model, params, setup.prepared.truth, setup.cfg.train.graph_threshold)
-    return training.graph_report(setup, params)
+    return setup.search_graph(params)
 
 
-def data_loss(setup: training.Setup, state, standardizer: Standardizer) -> dict:
+def data_loss(setup, state, standardizer: Standardizer) -> dict:
     """Loss and reconstruction error of every window of the setup's dataset, in the run's scale."""
+    import jax
+    import jax.numpy as jnp
+    from jaxcausal.steps import make_eval_fn
     ds = setup.prepared.dataset
     x, m = standardizer.apply(ds.x, ds.mask), ds.mask
     d = x.shape[-1]
@@ -135,12 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     setup, state, meta, step = _restore(args.run_dir, args.data, args.truth, warn)
+    from jaxcausal import export, results
     report = _graph_report(setup, state.params, other_data=bool(args.data))
     out_dir = args.out or os.path.join(args.run_dir, "evaluation")
     os.makedirs(out_dir, exist_ok=True)
     names = list(setup.prepared.dataset.names)
     export.write_graph_files(out_dir, report, names)
-    summary = training.summarize(setup, report, step, state, stop_reason=None)
+    summary = results.summarize(setup, report, step, state, stop_reason=None)
     summary = {k: summary[k] for k in COMPARED if k in summary}
     if args.data:
         summary["data"] = data_loss(setup, state, Standardizer.from_dict(meta["standardizer"]))

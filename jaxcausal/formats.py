@@ -1,6 +1,6 @@
 """A run directory as edge records, and the graph in formats other tools read: DOT and GraphML.
 
-Built only on the run-directory contract (DESIGN.md section 6): graph.csv, graph_lagged.csv,
+Built only on the run-directory contract (README, "Reading the results"): graph.csv, graph_lagged.csv,
 config.json, summary.json and training_log.jsonl, so it does not depend on the engine's internals.
 An edge record is a dict {cause, effect, lag, weight, orientation, confidence}: lag 0 is
 contemporaneous, orientation is "directed" (cause -> effect) or "undirected" (listed once),

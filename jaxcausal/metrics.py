@@ -1,4 +1,4 @@
-"""Graph-recovery metrics against a ground-truth adjacency (DESIGN section 4).
+"""Graph-recovery metrics against a ground-truth adjacency (F1, SHD, AUPRC over 21 thresholds; docs/method.md).
 
 Conventions: `scores` and `truth` are (D, D); [i, j] is the edge i -> j. `truth` is read as
 `truth != 0`. The diagonal is ignored everywhere (self-loops are never edges). All arguments are

@@ -1,4 +1,8 @@
-"""One process per run directory, and disk faults turned into one line.
+"""The run directory: its guard, lock, config.json, log and signals; disk faults as one line.
+
+`prepare_output_dir` refuses to write over a user's results; `write_config` writes config.json;
+`open_log` opens training_log.jsonl (cut back to the restored epoch on resume); `SignalStop` turns
+SIGINT/SIGTERM into "finish this epoch, save, exit".
 
 `RunLock(run_dir)` holds an exclusive `fcntl.flock` on `run_dir/.lock` for as long as a run writes
 there. The kernel drops the lock when its process dies, however it dies, so a lock that can be
@@ -18,10 +22,19 @@ import errno
 import fcntl
 import json
 import os
+import shutil
+import signal
 import socket
 import sys
+import threading
 
+from jaxcausal import config as config_lib, reporting
 from jaxcausal.errors import InputError
+
+RUN_FILES = ("config.json", "training_log.jsonl", "summary.json", "graph.csv", "weights.npy",
+             "weights_lagged.npy", "graph_lagged.csv", "graph.dot", "graph.png", "training.png", "checkpoints",
+             "evaluation")
+EXIT_SIGNAL_BASE = 128  # interrupted runs exit with 128 + signal number (130 SIGINT, 143 SIGTERM)
 
 LOCK_NAME = ".lock"
 DISK_ERRNOS = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
@@ -152,3 +165,125 @@ class RunLock:
             return json.loads(text) if text else {}
         except (OSError, ValueError):
             return {"pid": "?", "host": "?"}
+
+
+def require_checkpoints(path: str) -> None:
+    """One line when a run's checkpoints directory is missing (evaluate checks it before jax loads)."""
+    if not os.path.isdir(path):
+        raise InputError(f"{os.path.abspath(path)}: no such checkpoints directory (is the run directory right?)")
+
+
+def default_run_dir() -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, k = os.path.join("runs", stamp), 1
+    while os.path.exists(path):
+        path, k = os.path.join("runs", f"{stamp}-{k}"), k + 1
+    return path
+
+
+def prepare_output_dir(out: str, overwrite: bool, *, files=RUN_FILES, what: str = "run directory",
+                       alternatives: str | None = None, clear: bool = True) -> None:
+    """Refuse a directory that holds any of `files` unless --overwrite; with `clear`, remove them and
+    create the directory. Shared by train runs and sweeps, so both protect a user's results alike."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"{out}: --out exists and is not a directory")
+    existing = [f for f in files if os.path.exists(os.path.join(out, f))]
+    if existing and not overwrite:
+        fix = alternatives or f"continue it with --resume {out}, choose another --out, or pass --overwrite"
+        raise InputError(f"{out}: {what} already holds {', '.join(existing)}; {fix}")
+    if not clear:
+        return
+    for f in existing:
+        path = os.path.join(out, f)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    os.makedirs(out, exist_ok=True)
+
+
+def check_resumable(saved: config_lib.Config, new: config_lib.Config, run_dir: str) -> None:
+    """Refuse a --resume that changes a setting the schema does not mark resumable."""
+    a, b = config_lib.to_dict(saved), config_lib.to_dict(new)
+    diff = [f"{name} {a[s][name]!r} -> {b[s][name]!r}" for s in a for name in a[s]
+            if a[s][name] != b[s][name] and name not in config_lib.RESUMABLE]
+    if diff:
+        raise InputError(f"{run_dir}: cannot resume with a different configuration ({'; '.join(diff)}); "
+                         f"start a new run with --out instead")
+
+
+def versions() -> dict[str, str]:
+    import flax
+    import jax
+    import numpy as np
+    import optax
+    import orbax.checkpoint
+    return {"python": sys.version.split()[0], "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__, "orbax-checkpoint": orbax.checkpoint.__version__,
+            "numpy": np.__version__}
+
+
+def write_config(run_dir: str, setup, *, resumed_from_epoch: int | None = None, **extra) -> None:
+    """config.json: the resolved config, versions, device and data statistics of `setup` (an Experiment)."""
+    import jax
+    reporting.write_json(os.path.join(run_dir, "config.json"), {
+        "config": config_lib.to_dict(setup.cfg), "versions": versions(),
+        "device": str(jax.devices()[0]), "platform": jax.default_backend(),
+        "data": setup.prepared.stats(), "batch_size": setup.batch_size, "steps_per_epoch": setup.n_batches,
+        "resumed_from_epoch": resumed_from_epoch, **extra})
+
+
+def open_log(path: str, keep_epochs: int | None, health: reporting.HealthMonitor) -> reporting.JsonlLog:
+    """The epoch log, opened for appending; on resume cut back to `keep_epochs`.
+
+    Lines after the restored checkpoint are dropped (those epochs run again), as is a last line
+    cut short by a kill. The kept lines are replayed into `health` so its verdicts span the run.
+    """
+    if keep_epochs is not None and os.path.exists(path):
+        kept = []
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a kill
+                if row.get("epoch", 0) <= keep_epochs:
+                    kept.append(row)
+        for row in kept:
+            health.check(row)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            f.writelines(reporting.dumps(row) + "\n" for row in kept)
+        os.replace(tmp, path)
+    return reporting.JsonlLog(path)
+
+
+class SignalStop:
+    """SIGINT/SIGTERM set a flag; the loop finishes the current epoch, saves and exits.
+
+    The first signal puts the previous handlers back, so a second one acts at once (Ctrl-C:
+    KeyboardInterrupt, SIGTERM: termination); the last complete checkpoint stays valid either way.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signal.signal needs the main thread
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        self._restore()
+
+    def _restore(self):
+        for s, h in self._old.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+        self._old = {}
+
+    def __exit__(self, *exc):
+        self._restore()
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""

@@ -29,7 +29,6 @@ import sys
 import time
 from typing import NamedTuple
 
-import numpy as np
 
 # jax and everything built on it (checkpoint, population, training) are imported inside the functions
 # that train, so a bad flag or grid value is reported without loading jax.
@@ -82,9 +81,8 @@ def grid_members(cfg: config_lib.Config, grid: dict[str, list[float]], n_seeds: 
 
 def prepare_sweep_dir(out: str, overwrite: bool, clear: bool = True) -> None:
     """Refuse a directory holding sweep results unless --overwrite; with `clear`, empty and create it."""
-    from jaxcausal import training
-    training.prepare_output_dir(out, overwrite, files=SWEEP_FILES, what="sweep directory",
-                                alternatives="choose another --out or pass --overwrite", clear=clear)
+    rundir.prepare_output_dir(out, overwrite, files=SWEEP_FILES, what="sweep directory",
+                              alternatives="choose another --out or pass --overwrite", clear=clear)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +95,7 @@ def run_sweep(cfg: config_lib.Config, members: list[Member], *, stream=sys.stdou
 
     Across processes every process calls this with the same arguments; only process 0 prints and
     writes, and only its result holds `best_summary`."""
-    from jaxcausal import training
+    from jaxcausal import experiment
     primary = distributed.is_primary()
     quiet = cfg.train.quiet or not primary
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=stream, flush=True))
@@ -105,10 +103,10 @@ def run_sweep(cfg: config_lib.Config, members: list[Member], *, stream=sys.stdou
     if distributed.process_count() > 1 and not cfg.train.out:
         raise InputError("--out: name the sweep directory when running across processes "
                          "(the same path for every process; process 0 writes it)")
-    out_dir = cfg.train.out or training.default_run_dir()
+    out_dir = cfg.train.out or rundir.default_run_dir()
     distributed.agreed(lambda: prepare_sweep_dir(out_dir, cfg.train.overwrite, clear=False), everywhere=False)
     # data first: bad input never clears earlier results
-    setup = distributed.agreed(lambda: training.build(cfg, warn=warn))
+    setup = distributed.agreed(lambda: experiment.build(cfg, warn=warn))
     with contextlib.ExitStack() as held:
         # One process per sweep directory, locked before anything in it is cleared (jaxcausal/rundir.py).
         distributed.agreed(lambda: held.enter_context(rundir.RunLock(
@@ -120,7 +118,7 @@ def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_
                       devices) -> dict:
     """The body of `run_sweep`, run while this process holds the sweep directory's lock."""
     import jax
-    from jaxcausal import population, training
+    from jaxcausal import population, results
     from jaxcausal.population import Record, member_table, select
     primary = distributed.is_primary()
     if primary:
@@ -141,7 +139,7 @@ def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_
     was_halted = lay.padding
     epochs, exit_signal, start = cfg.train.epochs, None, time.perf_counter()
     log_path = os.path.join(out_dir, "sweep_log.jsonl") if primary else os.devnull
-    with training.SignalStop() as stop, open(log_path, "w") as log:
+    with rundir.SignalStop() as stop, open(log_path, "w") as log:
         for epoch in range(1, epochs + 1):
             t = time.perf_counter()
             state, best, halted, out = step(state, best, halted, data)
@@ -153,7 +151,7 @@ def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_
                 if was_halted[m]:
                     continue
                 member_out = jax.tree.map(lambda a: a[m], out)  # noqa: B023
-                row = training.epoch_row(member_out, epoch, setup, dt)
+                row = results.epoch_row(member_out, epoch, setup, dt)
                 r.add(row, member_out, setup)
                 log.write(reporting.dumps({"member": m, "seed": r.member.seed, "lambdas": r.member.lambdas,
                                            **row}) + "\n")
@@ -189,7 +187,7 @@ def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_
         "platform": jax.default_backend(), "epochs_run": max(t["epochs_run"] for t in table),
         "compile_time": compile_time, "train_time": train_time, "best_dir": "best",
         "best_summary": {k: summary.get(k) for k in ("best_epoch", "best", "exported", "stop_reason")},
-        "config": config_lib.to_dict(cfg), "versions": training.versions(), "data": setup.prepared.stats(),
+        "config": config_lib.to_dict(cfg), "versions": rundir.versions(), "data": setup.prepared.stats(),
     })
     if primary:
         reporting.write_json(os.path.join(out_dir, "sweep.json"), result)
@@ -197,7 +195,7 @@ def _run_sweep_locked(cfg: config_lib.Config, members: list[Member], setup, out_
     say(format_table(table, selection))
     if exit_signal is not None:
         warn(f"Interrupted by signal {exit_signal} after epoch {result['epochs_run']}; results so far are in {out_dir}")
-        result["exit_code"] = training.EXIT_SIGNAL_BASE + exit_signal
+        result["exit_code"] = rundir.EXIT_SIGNAL_BASE + exit_signal
     return result
 
 
@@ -223,8 +221,7 @@ def write_best_run(setup, record: population.Record, state, best_state, run_dir:
     Across processes every process calls it with the same (gathered) states: orbax's
     CheckpointManager is collective (its saves meet at barriers across processes) and writes only
     from process 0, which alone writes the other files; the other processes return None."""
-    import jax
-    from jaxcausal import checkpoint, training
+    from jaxcausal import checkpoint, results
     primary = distributed.is_primary()
     m = record.member
     # The config keeps the split seed: evaluate and --resume rebuild the same validation windows;
@@ -234,20 +231,16 @@ def write_best_run(setup, record: population.Record, state, best_state, run_dir:
     sweep_info = {"member": m.index, "member_seed": m.seed, "split_seed": setup.cfg.train.seed,
                   "sweep_dir": os.path.dirname(os.path.abspath(run_dir))}
     if primary:
-        training.prepare_output_dir(run_dir, overwrite=True)
-        reporting.write_json(os.path.join(run_dir, "config.json"), {
-            "config": config_lib.to_dict(cfg), "versions": training.versions(),
-            "device": str(jax.devices()[0]), "platform": jax.default_backend(),
-            "data": setup.prepared.stats(), "batch_size": setup.batch_size, "steps_per_epoch": setup.n_batches,
-            "resumed_from_epoch": None, "sweep": sweep_info})
+        rundir.prepare_output_dir(run_dir, overwrite=True)
+        rundir.write_config(run_dir, msetup, sweep=sweep_info)
         with open(os.path.join(run_dir, "training_log.jsonl"), "w") as f:
             f.writelines(reporting.dumps(row) + "\n" for row in record.rows)
     ckpts = checkpoint.Checkpoints(os.path.join(run_dir, "checkpoints"), keep=cfg.train.keep_checkpoints)
     final_epoch, best_epoch = int(state.epoch), int(state.early.best_epoch)
     metric = float(state.early.best_metric)
     if 0 < best_epoch < final_epoch:
-        ckpts.save(best_epoch, best_state, training.checkpoint_meta(msetup, best_state), metric)
-    ckpts.save(final_epoch, state, training.checkpoint_meta(msetup, state, record.stop_reason),
+        ckpts.save(best_epoch, best_state, results.checkpoint_meta(msetup, best_state), metric)
+    ckpts.save(final_epoch, state, results.checkpoint_meta(msetup, state, record.stop_reason),
                metric if best_epoch == final_epoch else None)
     ckpts.wait()
     if not primary:
@@ -255,8 +248,8 @@ def write_best_run(setup, record: population.Record, state, best_state, run_dir:
         return None
     # finish_run reads the best epoch back when it is not the last; across processes an orbax restore
     # is collective, so process 0 must not read alone. It gets the state it just saved, still in memory.
-    summary = training.finish_run(msetup, ckpts, run_dir, state, record.stop_reason, record.health, compile_time,
-                                  train_time, best_state=best_state if best_epoch >= 1 else None)
+    summary = results.finish_run(msetup, ckpts, run_dir, state, record.stop_reason, record.health, compile_time,
+                                 train_time, best_state=best_state if best_epoch >= 1 else None)
     ckpts.close()
     summary["sweep"] = sweep_info
     reporting.write_json(os.path.join(run_dir, "summary.json"), summary)

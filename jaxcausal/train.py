@@ -1,11 +1,11 @@
-"""`python -m jaxcausal.train`: train on the built-in dataset or a file; see README and DESIGN.md."""
+"""`python -m jaxcausal.train`: train on the built-in dataset or a file; see README."""
 from __future__ import annotations
 
 import json
 import os
 import sys
 
-from jaxcausal import cli, config as config_lib
+from jaxcausal import cli, config as config_lib, rundir
 from jaxcausal.errors import InputError
 
 
@@ -34,14 +34,13 @@ def saved_config(run_dir: str) -> config_lib.Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    # Imported after parsing: a bad flag is reported without loading jax.
-    from jaxcausal.training import check_resumable, train_and_evaluate
     if args.resume:
         saved = saved_config(args.resume)
         cfg = config_lib.from_args(args, base=saved)
-        check_resumable(saved, cfg, args.resume)
+        rundir.check_resumable(saved, cfg, args.resume)
     else:
         cfg = config_lib.from_args(args)
+    from jaxcausal.training import train_and_evaluate  # after the checks: a bad flag never loads jax
     _, summary = train_and_evaluate(cfg, resume=args.resume)
     return int(summary.get("exit_code", 0))
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import jaxcausal
-from jaxcausal import checkpoint, cli, evaluate, pressure, train, training
+from jaxcausal import checkpoint, cli, evaluate, experiment, pressure, train, training
 
 from conftest import ROOT, check_run, read_json, read_log, run_cli, run_main, write_static_npz
 
@@ -70,7 +70,7 @@ def reference(env, data_file, tmp_path_factory):
 
 def saved_states(run_dir) -> dict[int, object]:
     """Every checkpointed TrainState of `run_dir`, by epoch."""
-    template = training.build(train.saved_config(str(run_dir))).init_state()
+    template = experiment.build(train.saved_config(str(run_dir))).init_state()
     ckpts = checkpoint.Checkpoints(os.path.join(run_dir, "checkpoints"), read_only=True)
     try:
         return {step: ckpts.restore(template, step=step)[0] for step in ckpts.steps()}
@@ -223,7 +223,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp
         if path.is_file():  # truncate every file of the latest state
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     cfg = train.saved_config(str(out))
-    setup = training.build(cfg)
+    setup = experiment.build(cfg)
     ckpts = checkpoint.Checkpoints(str(out / "checkpoints"), keep=cfg.train.keep_checkpoints)
     state = training.resume_state(setup, ckpts, str(out))  # what --resume does
     ckpts.close()

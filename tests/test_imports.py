@@ -20,26 +20,37 @@ def test_numpy_only_modules_do_not_import_jax():
     result = run_python(
         "import sys\n"
         "import jaxcausal, jaxcausal.graphs, jaxcausal.errors, jaxcausal.config, jaxcausal.cli, jaxcausal.data\n"
-        "import jaxcausal.prepare, jaxcausal.reporting\n"
+        "import jaxcausal.prepare, jaxcausal.reporting, jaxcausal.rundir\n"
         "loaded = sorted(m for m in ('jax', 'flax', 'optax', 'orbax') if m in sys.modules)\n"
         "assert not loaded, loaded\n")
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("module", ["train", "sweep"])
-def test_bad_flag_is_reported_without_jax(module):
+@pytest.mark.parametrize("module,argv", [("train", []), ("sweep", []), ("evaluate", ["runs/a"])])
+def test_bad_flag_is_reported_without_jax(module, argv):
     result = run_python(
         "import sys\n"
         f"from jaxcausal import cli, {module}\n"
         "code = None\n"
         "try:\n"
-        f"    cli.run({module}.main, ['--bogus-flag'])\n"
+        f"    cli.run({module}.main, {argv + ['--bogus-flag']!r})\n"
         "except SystemExit as e:\n"
         "    code = e.code\n"
         "assert code == 2, code\n"
         "assert 'jax' not in sys.modules\n")
     assert result.returncode == 0, result.stderr
     assert "unrecognized arguments: --bogus-flag" in result.stderr
+
+
+def test_a_wrong_run_directory_is_reported_without_jax(tmp_path):
+    result = run_python(
+        "import sys\n"
+        "from jaxcausal import cli, evaluate\n"
+        "code = cli.run(evaluate.main, [sys.argv[1]])\n"
+        "assert code == 2, code\n"
+        "assert 'jax' not in sys.modules\n".replace("sys.argv[1]", repr(str(tmp_path / "no_run"))))
+    assert result.returncode == 0, result.stderr
+    assert "no such checkpoints directory" in result.stderr
 
 
 def test_public_names_load_on_first_use():

@@ -1,7 +1,7 @@
 """Numerical faults: a non-finite loss or gradient skips the step (counted), and a run of them stops
 training cleanly with the last good parameters checkpointed. Logged JSON stays strict.
 
-Faults are injected in-process by wrapping the real loss that `jaxcausal.training.build` uses:
+Faults are injected in-process by wrapping the real loss that `jaxcausal.experiment.build` uses:
 NaN gradients on the steps that see one poisoned window (training recovers), and a NaN loss on
 every training step from epoch 2 on (training stops with stop_reason "nonfinite").
 """
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from jax.experimental import io_callback
 
-from jaxcausal import checkpoint, config as config_lib, training
+from jaxcausal import checkpoint, config as config_lib, experiment, training
 from jaxcausal.prepare import prepare
 
 from conftest import read_log, write_static_npz
 
-REAL_MAKE_LOSS_FN = training.make_loss_fn
+REAL_MAKE_LOSS_FN = experiment.make_loss_fn
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def tiny_config(tmp_path):
 
 
 def inject(monkeypatch, poison):
-    """Make `training.build` use the real loss passed through `poison(loss, params, batch, weights)`."""
+    """Make `experiment.build` use the real loss passed through `poison(loss, params, batch, weights)`."""
     def make_loss_fn(*args, **kwargs):
         real = REAL_MAKE_LOSS_FN(*args, **kwargs)
 
@@ -45,7 +45,7 @@ def inject(monkeypatch, poison):
             loss, aux = real(params, batch, weights, pressure)
             return poison(loss, params, batch, weights), aux
         return loss_fn
-    monkeypatch.setattr(training, "make_loss_fn", make_loss_fn)
+    monkeypatch.setattr(experiment, "make_loss_fn", make_loss_fn)
 
 
 @jax.custom_vjp
@@ -104,7 +104,7 @@ def test_isolated_nonfinite_gradients_are_skipped_counted_and_training_recovers(
     # Two whole shuffled passes an epoch (8 steps of 16 over 64 windows): each pass holds every window
     # once, so the poisoned window is in exactly `passes` batches an epoch.
     cfg = config_lib.replace(tiny_config, {"min_steps_per_epoch": 8})
-    setup = training.build(cfg)
+    setup = experiment.build(cfg)
     passes = setup.n_batches * setup.batch_size // setup.prepared.x_train.shape[0]
     assert passes == 2 and setup.n_batches * setup.batch_size % setup.prepared.x_train.shape[0] == 0
     state, summary = training.train_and_evaluate(cfg)
@@ -122,7 +122,7 @@ def test_consecutive_nonfinite_steps_stop_cleanly_with_last_good_checkpoint(monk
     # (--min-steps-per-epoch, several passes over the 64 training windows).
     cfg = config_lib.replace(tiny_config, {"epochs": 5, "max_nonfinite": 3, "batch_size": 8,
                                             "checkpoint_every": 1})  # epoch 1's checkpoint: the reference
-    steps = training.build(cfg).n_batches
+    steps = experiment.build(cfg).n_batches
     assert steps == cfg.train.min_steps_per_epoch > 64 // 8
     assert 2 * steps < cfg.dag.steps_per_update  # no stage change (it re-initialises the optimiser) in 2 epochs
     inject(monkeypatch, nan_loss_from_step(steps, batch_size=8))  # epoch 1 clean, every later step NaN
@@ -143,7 +143,7 @@ def test_consecutive_nonfinite_steps_stop_cleanly_with_last_good_checkpoint(monk
 
     # Skipped steps leave params and optimiser state (Adam moments, counts, plateau scale) untouched,
     # so the checkpoint of the stopped epoch holds exactly the last good state: epoch 1's.
-    template = training.build(cfg).init_state()
+    template = experiment.build(cfg).init_state()
     ckpts = checkpoint.Checkpoints(os.path.join(run, "checkpoints"))
     try:
         latest, _, latest_step = ckpts.restore(template)

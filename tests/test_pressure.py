@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxcausal import config as config_lib, pressure
-from jaxcausal.training import build
+from jaxcausal.experiment import build
 
 from conftest import write_static_npz
 
@@ -117,11 +117,11 @@ def test_automatic_batch_and_minimum_steps_per_epoch(tmp_path):
 
 def test_a_run_shorter_than_the_path_is_warned_about(smoke_config):
     from jaxcausal import config as config_lib
-    from jaxcausal.training import build, short_of_path
+    from jaxcausal.experiment import build
     setup = build(smoke_config, warn=lambda msg: None)  # smoke: a stage change at the end of epoch 1
-    assert short_of_path(setup) is None
+    assert setup.short_of_path() is None
     longer = config_lib.replace(smoke_config, {"path_stages": 4, "steps_per_update": 3 * setup.n_batches})
-    message = short_of_path(build(longer, warn=lambda msg: None))
+    message = build(longer, warn=lambda msg: None).short_of_path()
     assert message is not None and "--epochs 3 ends before" in message and "(epoch 10 " in message
     lagrangian = config_lib.replace(longer, {"schedule": "lagrangian"})
-    assert short_of_path(build(lagrangian, warn=lambda msg: None)) is None
+    assert build(lagrangian, warn=lambda msg: None).short_of_path() is None

@@ -12,7 +12,8 @@ import pytest
 
 from jaxcausal import cli, config as config_lib, population, sweep
 from jaxcausal.steps import init_state
-from jaxcausal.training import build, train_and_evaluate
+from jaxcausal.experiment import build
+from jaxcausal.training import train_and_evaluate
 
 from conftest import check_run, read_json, read_log, run_cli, write_static_npz
 

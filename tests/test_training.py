@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import jax
@@ -12,7 +11,8 @@ import pytest
 
 from jaxcausal import config as config_lib, train
 from jaxcausal.losses import Batch
-from jaxcausal.training import build, train_and_evaluate
+from jaxcausal.experiment import build
+from jaxcausal.training import train_and_evaluate
 
 from conftest import check_run, read_json, read_log, run_cli, run_main, write_static_npz
 
