@@ -7,6 +7,7 @@ import sys
 
 from jaxcausal import cli, config as config_lib, rundir
 from jaxcausal.errors import InputError
+from jaxcausal.prepare import prepare
 
 
 def parser() -> cli.Parser:
@@ -40,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         rundir.check_resumable(saved, cfg, args.resume)
     else:
         cfg = config_lib.from_args(args)
-    from jaxcausal.training import train_and_evaluate  # after the checks: a bad flag never loads jax
-    _, summary = train_and_evaluate(cfg, resume=args.resume)
+    prepared = prepare(cfg)  # numpy only: the data summary is the first line, before jax loads
+    if not cfg.train.quiet:
+        print(prepared.describe(), flush=True)
+    from jaxcausal.training import train_and_evaluate  # after the checks: bad input never loads jax
+    _, summary = train_and_evaluate(cfg, resume=args.resume, prepared=prepared)
     return int(summary.get("exit_code", 0))
 
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxcausal import checkpoint, config as config_lib, reporting, rundir
 from jaxcausal.errors import InputError
 from jaxcausal.experiment import Experiment, build, use_compile_cache
+from jaxcausal.prepare import Prepared, prepare
 from jaxcausal.results import checkpoint_meta, epoch_row, finish_run
 from jaxcausal.steps import TrainState, early_stopper
 
@@ -25,19 +26,22 @@ EXIT_NONFINITE = 2  # like bad input: the run stopped on a numerical fault (see 
 EXIT_SIGNAL_BASE = rundir.EXIT_SIGNAL_BASE
 
 
-def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None,
-                       stream=None) -> tuple[TrainState, dict]:
+def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None, stream=None,
+                       prepared: Prepared | None = None) -> tuple[TrainState, dict]:
     """Train (or continue the run in `resume`) and write the run directory. Returns (state, summary).
 
     An interrupted run (SIGINT/SIGTERM) finishes its epoch, saves and returns a summary with
-    `exit_code` 128 + signal number; `--resume` continues it bit-identically.
+    `exit_code` 128 + signal number; `--resume` continues it bit-identically. prepared: the data,
+    already read and described (the CLI does it before jax loads, so its summary comes first).
     """
     say = (lambda *a: None) if cfg.train.quiet else (lambda *a: print(*a, file=stream or sys.stdout, flush=True))
     warn = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     run_dir = resume or cfg.train.out or rundir.default_run_dir()
     use_compile_cache(cfg.train.compile_cache)  # before anything compiles: JAX reads it once
-    setup = build(cfg, warn=warn)  # data first: bad input never creates or clears a run directory
-    say(setup.prepared.describe())
+    if prepared is None:  # data first: bad input never creates or clears a run directory
+        prepared = prepare(cfg)
+        say(prepared.describe())
+    setup = build(cfg, prepared, warn=warn)
     if setup.priors is not None:
         say(setup.priors.describe())
     # One process per run directory, locked before anything in it is cleared (jaxcausal/rundir.py).

@@ -53,6 +53,23 @@ def test_a_wrong_run_directory_is_reported_without_jax(tmp_path):
     assert "no such checkpoints directory" in result.stderr
 
 
+def test_the_data_summary_is_printed_before_jax_loads():
+    # An import hook stops the process at jax's first import: what was printed by then came first.
+    result = run_python(
+        "import sys\n"
+        "class StopAtJax:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'jax':\n"
+        "            print('<jax>', flush=True)\n"
+        "            raise SystemExit(0)\n"
+        "sys.meta_path.insert(0, StopAtJax())\n"
+        "from jaxcausal import cli, train\n"
+        "cli.run(train.main, ['--config', 'smoke', '--no-compile-cache'])\n")
+    assert result.returncode == 0, result.stderr
+    before_jax = result.stdout.split("<jax>")[0]
+    assert "<jax>" in result.stdout and "windows" in before_jax and "variables" in before_jax, result.stdout
+
+
 def test_public_names_load_on_first_use():
     result = run_python(
         "import sys, jaxcausal\n"
