@@ -18,6 +18,7 @@ background offset, every fit term (`mse`, `gauss_nv`, `laplace_nv`) and every pe
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import sys
@@ -215,6 +216,17 @@ class TorchTrainer:
         self.weights = dict(lambdas, alpha=0.0, rho=self.dag["rho_init"])
         self.h_ref = math.inf
 
+    @classmethod
+    def from_experiment(cls, exp) -> "TorchTrainer":
+        """The reference on a `jaxcausal.experiment.Experiment`'s data, config and batch size."""
+        cfg, p = exp.cfg, exp.prepared
+        return cls(p.x_train, p.m_train, p.x_val, p.m_val, p.truth,
+                   lambdas={k: getattr(cfg.loss, f"lambda_{k}") for k in ("recon", "sparse", "acyclic", "disen")},
+                   lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, clip_norm=cfg.optim.clip_norm,
+                   batch_size=exp.batch_size, fit=cfg.loss.fit, penalty=cfg.loss.penalty,
+                   max_lag=cfg.model.max_lag, latent_dim=cfg.model.latent_dim, seed=cfg.train.seed,
+                   dag={k: getattr(cfg.dag, k) for k in ("rho_init", "rho_growth", "rho_max", "h_progress", "h_tol")})
+
     def _loss(self, x, m):
         return loss_fn(self.model, x, m, self.weights, fit=self.fit, penalty=self.penalty)
 
@@ -281,37 +293,40 @@ class TorchTrainer:
 
 
 # ------------------------------------------------------------------------------ agreement check
-def check_agreement(setup, *, params=None, seed: int = 0, batch_size: int = 64) -> dict:
+# The loss function's batch argument (`Experiment.loss_fn(params, batch, weights, pressure)`).
+LossBatch = collections.namedtuple("LossBatch", "x mask")  # (B, T, D) each
+
+
+def check_agreement(exp, *, params=None, seed: int = 0, batch_size: int = 64) -> dict:
     """Loss terms and gradients of jaxcausal and this reference on one batch, random parameters.
 
-    `setup` is a `jaxcausal.training.Setup` (linear SEM). Parameters are jaxcausal's initial ones
-    (`params`, or a fresh `setup.init_state()`) plus N(0, 0.2) noise on every leaf (so W, W_lag and the decoder are non-zero and W is cyclic);
-    10% of the batch entries are masked out; the acyclicity multiplier alpha and weight rho are
-    non-zero. Returns {"max_rel_err": ..., "terms": {name: (jax, torch)}, "grad_max_rel_err": ...}.
+    `exp` is a `jaxcausal.experiment.Experiment` (linear SEM). Parameters are jaxcausal's initial
+    ones (`params`, or a fresh `exp.init_state()`) plus N(0, 0.2) noise on every leaf (so W, W_lag
+    and the decoder are non-zero and W is cyclic); 10% of the batch entries are masked out; the
+    acyclicity multiplier alpha and weight rho are non-zero (set on the initial state's pressure).
+    Returns {"max_rel_err": ..., "terms": {name: (jax, torch)}, "grad_max_rel_err": ...}.
     """
     import jax
     import jax.numpy as jnp
-    from jaxcausal.losses import Batch
 
-    cfg = setup.cfg
-    params = jax.jit(setup.init_state)().params if params is None else params
+    cfg = exp.cfg
+    state = exp.init_state()
+    params = state.params if params is None else params
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     params = jax.tree.unflatten(treedef, [p + 0.2 * jax.random.normal(k, p.shape, p.dtype)
                                           for p, k in zip(leaves, keys)])
-    x = np.asarray(setup.prepared.x_train[:batch_size])
+    x = np.asarray(exp.prepared.x_train[:batch_size])
     rng = np.random.default_rng(seed)
     m = (rng.random(x.shape) > 0.1).astype(np.float32)
     x = np.where(m > 0, x, 0.0).astype(np.float32)
-    from jaxcausal.losses import LossWeights
-    from jaxcausal.pressure import PressureState
-    weights = LossWeights.create(cfg.loss)
+    weights = state.lambdas  # the config's fixed loss weights
     f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
-    pressure_state = PressureState(alpha=f(0.3), rho=f(2.0), h_ref=f(jnp.inf), mu=f(1.0), stage=jnp.int32(0))
-    (jloss, jaux), jgrads = jax.jit(jax.value_and_grad(setup.loss_fn, has_aux=True))(
-        params, Batch(jnp.asarray(x), jnp.asarray(m)), weights, pressure_state)
+    pressure_state = state.pressure._replace(alpha=f(0.3), rho=f(2.0), h_ref=f(jnp.inf), mu=f(1.0))
+    (jloss, jaux), jgrads = jax.jit(jax.value_and_grad(exp.loss_fn, has_aux=True))(
+        params, LossBatch(jnp.asarray(x), jnp.asarray(m)), weights, pressure_state)
 
-    model = TorchSEM(x.shape[2], max_lag=setup.model.max_lag, latent_dim=cfg.model.latent_dim,
+    model = TorchSEM(x.shape[2], max_lag=exp.model.max_lag, latent_dim=cfg.model.latent_dim,
                      background=cfg.model.background)
     load_jax_params(model, params)
     tweights = {k: float(getattr(weights, k)) for k in ("recon", "sparse", "acyclic", "disen")}
@@ -338,11 +353,13 @@ def check_agreement(setup, *, params=None, seed: int = 0, batch_size: int = 64) 
             "alpha": tweights["alpha"], "rho": tweights["rho"]}
 
 
-def check_penalties(d: int, seed: int = 0) -> dict:
-    """Every penalty form, jaxcausal vs this reference, on one random cyclic W: {form: (jax, torch)}."""
+def check_penalties(d: int, forms, seed: int = 0) -> dict:
+    """Each penalty form named in `forms`, jaxcausal (its public lookup `acyclicity.get_penalty`) vs
+    this reference, on one random cyclic W: {form: (jax, torch)}."""
     from jaxcausal import acyclicity
     w = (np.random.default_rng(seed).normal(0, 0.5, (d, d)) * (1 - np.eye(d))).astype(np.float32)
-    return {name: (float(fn(w)), float(PENALTIES[name](torch.as_tensor(w)))) for name, fn in acyclicity.PENALTIES.items()}
+    return {name: (float(acyclicity.get_penalty(name)(w)), float(PENALTIES[name](torch.as_tensor(w))))
+            for name in forms}
 
 
 # -------------------------------------------------------------------------------------- the CLI
@@ -360,8 +377,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     _import_jaxcausal()
     from jaxcausal import config as config_lib
-    from jaxcausal.prepare import prepare
-    from jaxcausal.training import build
+    from jaxcausal.experiment import build
 
     overrides = {"quiet": True}
     if args.quick:
@@ -374,19 +390,13 @@ def main(argv=None) -> int:
         overrides.update(data=path, batch_size=16)
         args.epochs = 2
     cfg = config_lib.replace(config_lib.Config(), overrides)
-    setup = build(cfg, prepare(cfg))
-    agree = check_agreement(setup, batch_size=setup.batch_size)
+    exp = build(cfg)
+    agree = check_agreement(exp, batch_size=exp.batch_size)
     print(f"loss agreement with jaxcausal (random params, fit={agree['fit']}, penalty={agree['penalty']}): "
           f"max relative error {agree['max_rel_err']:.2e} over terms, {agree['grad_max_rel_err']:.2e} over gradients")
     for k, (a, b) in agree["terms"].items():
         print(f"  {k:17s} jax {a: .7e}  torch {b: .7e}")
-    pp = setup.prepared
-    trainer = TorchTrainer(pp.x_train, pp.m_train, pp.x_val, pp.m_val, pp.truth,
-                           lambdas={"recon": cfg.loss.lambda_recon, "sparse": cfg.loss.lambda_sparse,
-                                    "acyclic": cfg.loss.lambda_acyclic, "disen": cfg.loss.lambda_disen},
-                           lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, clip_norm=cfg.optim.clip_norm,
-                           batch_size=setup.batch_size, fit=cfg.loss.fit, penalty=cfg.loss.penalty,
-                           max_lag=cfg.model.max_lag, latent_dim=cfg.model.latent_dim, seed=cfg.train.seed)
+    trainer = TorchTrainer.from_experiment(exp)
     for e in range(1, args.epochs + 1):
         t = time.perf_counter()
         row = trainer.epoch()

@@ -7,6 +7,7 @@ installs only `.[dev]`; `pip install -e ".[bench]"` brings torch).
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -18,6 +19,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TIMEOUT = 300
+# What the benchmarks may import from jaxcausal (issue #15): the experiment builder, the config schema,
+# the data generator, the read-only penalty lookup, and the package's top-level API (fit, load, ...).
+PUBLIC_MODULES = {"jaxcausal", "jaxcausal.experiment", "jaxcausal.config", "jaxcausal.data", "jaxcausal.acyclicity"}
+API_SCRIPTS = ("epoch_time.py", "checkpoint_time.py", "torch_reference.py", "sweep_time.py", "large_d.py")
 
 
 def _start(script: str, *args: str) -> subprocess.Popen:
@@ -56,14 +61,15 @@ def test_epoch_time_quick_writes_table_and_json(runs):
     assert {"machine", "device", "versions", "settings", "results"} <= set(report)
     assert report["machine"]["cpu_count"] >= 1 and report["versions"]["jax"]
     (row,) = report["results"]
-    assert row["d"] == 5 and row["jax_epoch_ms"] > 0 and row["jax_val_ms"] > 0 and row["jax_compile_s"] > 0
+    assert row["d"] == 5 and row["jax_epoch_ms"] > 0 and row["jax_compile_s"] > 0
     assert set(row["penalty_ms"]) == {"trace_power", "expm", "logdet"}
-    assert set(row["penalty_share"]) == {"trace_power"} and row["penalty_share"]["trace_power"] < 1
-    assert row["penalty_epoch_ms"]["_zero"] > 0
+    assert set(row["penalty_epoch_ms"]) == {"trace_power"} and row["penalty_epoch_ms"]["trace_power"] > 0
+    assert 0 < row["penalty_share_estimate"]["trace_power"] < 1
     assert row["flops"]["epoch_flops"] > row["flops"]["step_flops"] > 0
     assert row["flops"]["fraction_of_matmul_rate"] > 0
     if HAS_TORCH:
         assert row["torch_epoch_ms"] > 0 and row["speedup_epoch"] > 0 and row["torch_threads"] >= 1
+        assert "target_met" not in row  # targets exist for D = 10, 50 and 200 only
     else:
         assert "torch is not installed" in stdout and "torch_epoch_ms" not in row
 
@@ -74,3 +80,19 @@ def test_torch_reference_quick_trains_and_agrees_with_jaxcausal(runs):
     stdout, _ = _finish(procs["torch_reference"])
     assert "agreement: OK" in stdout and "max relative error" in stdout
     assert sum(line.startswith("Epoch") for line in stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize("script", API_SCRIPTS)
+def test_benchmark_imports_only_the_public_api(script):
+    with open(os.path.join(ROOT, "benchmarks", script)) as f:
+        source = f.read()
+    used = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            used |= {a.name for a in node.names if a.name.split(".")[0] == "jaxcausal"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "jaxcausal":
+            used.add(node.module)
+            if node.module == "jaxcausal":  # `from jaxcausal import config`: submodules count as modules
+                used |= {f"jaxcausal.{a.name}" for a in node.names if a.name.islower() and a.name not in ("fit", "load")}
+    assert used <= PUBLIC_MODULES, sorted(used - PUBLIC_MODULES)
+    assert "acyclicity.PENALTIES" not in source and "patch.dict" not in source  # no mutated registry
