@@ -12,11 +12,14 @@ import subprocess
 import sys
 import tempfile
 
-import jax
-import numpy as np
-import pytest
+# Before numpy loads its OpenBLAS: BLAS threads fight XLA's and the other tests' for the 2 cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from jaxcausal import config as config_lib
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from jaxcausal import config as config_lib  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
