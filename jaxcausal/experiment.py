@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcausal import config as config_lib, export, priors as priors_lib
+from jaxcausal import config as config_lib, export, priors as priors_lib, structure
 from jaxcausal.errors import InputError
 from jaxcausal.losses import make_loss_fn
 from jaxcausal.model import build_model
@@ -115,6 +115,11 @@ def build(cfg: config_lib.Config, prepared: Prepared | None = None, warn=print) 
             raise InputError(f"{cfg.data.require}: required edges are enforced by the order search; "
                              "use --graph-search order (the default) with --require")
         model = build_model(cfg.model, d, window, priors.allowed)  # forbidden weights held at zero
+    if cfg.search.mechanism == "mlp":  # refused before training, not after it
+        why = structure.mlp_skipped(cfg.search.noise, "mlp", d, model.max_lag)
+        if why:
+            raise InputError(f"{prepared.dataset.source}: --mechanism mlp cannot be searched here ({why}); "
+                             "use --mechanism linear or auto")
     return Experiment(cfg, prepared, model, make_loss_fn(model, cfg.loss.penalty, cfg.loss.fit),
                       build_optimizer(cfg.optim, n_batches), batch_size, n_batches, priors)
 

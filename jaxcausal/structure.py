@@ -82,11 +82,11 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
         return None
     design, sd = _design(z, d, penalty_discount, allowed, required)
     learned = start_order(start_DxD, d)
-    mlp_skipped = _mlp_skipped(noise, mechanism, d, lags)
-    if mechanism == "mlp" and mlp_skipped:
-        raise InputError(f"mechanism 'mlp' cannot be searched here: {mlp_skipped}; use mechanism 'linear' or 'auto'")
+    skipped = mlp_skipped(noise, mechanism, d, lags)
+    if mechanism == "mlp" and skipped:
+        raise InputError(f"mechanism 'mlp' cannot be searched here: {skipped}; use mechanism 'linear' or 'auto'")
     candidates = [] if mechanism == "mlp" else list(search.NOISES if noise == "auto" else (noise,))
-    candidates += [] if mlp_skipped else [MLP]
+    candidates += [] if skipped else [MLP]
     states, scores, designs = {}, {}, {}
     # Restarts guard against the local optima of single relocation moves; the score decides. The
     # other models start from the Gaussian optimum, which lies in the right class when they hold.
@@ -103,9 +103,9 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
             if search.bic(designs[model], probe, "gauss_nv") >= best_linear - 1e-9 * abs(best_linear) - 1e-6:
                 # The MLP fits on the linear optimum's order do not beat the best linear model: on
                 # linear data its search would only rebuild the linear graph, at ~50x the cost.
-                mlp_skipped = (f"its fits on the linear optimum's order (BIC "
-                               f"{search.bic(designs[model], probe, 'gauss_nv'):.1f}) do not beat the best linear "
-                               f"model (BIC {best_linear:.1f}), so it was not searched further")
+                skipped = (f"its fits on the linear optimum's order (BIC "
+                           f"{search.bic(designs[model], probe, 'gauss_nv'):.1f}) do not beat the best linear "
+                           f"model (BIC {best_linear:.1f}), so it was not searched further")
                 candidates = candidates[:-1]
                 break
             say(f"search: {model} ...")
@@ -127,7 +127,7 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
                     "choice": "auto (lowest BIC)" if len(candidates) > 1 else "fixed",
                     "directions": "equivalence class (CPDAG)" if chosen == "gauss_nv" else "identified",
                     "identified_by": IDENTIFIED_BY.get(chosen), "weights": WEIGHTS[chosen_mechanism],
-                    "mlp": {"searched": not mlp_skipped, "skipped_because": mlp_skipped or None,
+                    "mlp": {"searched": not skipped, "skipped_because": skipped or None,
                             "hidden_units": nonlinear.HIDDEN},
                     "undirected_edges": undirected, "penalty_discount": penalty_discount,
                     "rows": int(len(z)), "scores": scores}
@@ -154,7 +154,7 @@ def _design(z, d, penalty_discount, allowed, required):
     return design, sd
 
 
-def _mlp_skipped(noise: str, mechanism: str, d: int, lags: int) -> str:
+def mlp_skipped(noise: str, mechanism: str, d: int, lags: int) -> str:
     """Why the MLP candidate is not searched ('' when it is)."""
     if mechanism not in MECHANISMS:
         raise InputError(f"mechanism {mechanism!r} is unknown; use one of {', '.join(MECHANISMS)}")

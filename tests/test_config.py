@@ -151,3 +151,12 @@ def test_mlp_mechanism_with_a_linear_noise_model_fails_before_training(capsys):
                                 "use --noise auto or gauss_nv, or --mechanism linear"]
     for noise in ("auto", "gauss_nv"):
         assert config_lib.replace(config_lib.Config(), {"mechanism": "mlp", "noise": noise}).search.noise == noise
+
+
+def test_mlp_mechanism_on_a_time_series_fails_before_training(capsys, tmp_path):
+    from conftest import run_main
+    out_dir = tmp_path / "run"
+    code, out, err = run_main(train.main, ["--config", "smoke", "--mechanism", "mlp", "--out", str(out_dir)], capsys)
+    assert code == cli.EXIT_BAD_INPUT and "Epoch" not in out
+    assert len(err.splitlines()) == 1 and "--mechanism mlp cannot be searched here (time series" in err
+    assert not out_dir.exists()  # refused with the data, before any run directory is made
