@@ -46,9 +46,10 @@ def read_graph(run_dir: str, names) -> tuple[np.ndarray, np.ndarray | None]:
     return pdag, lagged
 
 
-def run_cli(x: np.ndarray, names, *, workdir: str | None = None, extra_args=(), env: dict | None = None,
+def run_cli(x: np.ndarray | None, names, *, workdir: str | None = None, extra_args=(), env: dict | None = None,
             timeout_s: float = TIMEOUT_S) -> dict:
-    """`python -m jaxcausal.train --data FILE --out DIR --quiet` on x (N, T, D).
+    """`python -m jaxcausal.train --data FILE --out DIR --quiet` on x (N, T, D); x None: no --data,
+    the built-in dataset, as `python -m jaxcausal.train` runs it (its truth then reaches the trainer).
 
     Returns status, wall_s (the whole process), pdag, lagged, model and timings (summary.json's
     entries, None when absent), and the run directory."""
@@ -56,11 +57,14 @@ def run_cli(x: np.ndarray, names, *, workdir: str | None = None, extra_args=(), 
     workdir = own_tmp.name if own_tmp else workdir
     try:
         data, run_dir = os.path.join(workdir, "data.npz"), os.path.join(workdir, "run")
-        save_npz(data, x, names)
+        data_args = []
+        if x is not None:
+            save_npz(data, x, names)
+            data_args = ["--data", data]
         # 2 threads, the package default: the benchmark's own thread settings must not leak in.
         child_env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
         child_env.update(env or {})
-        cmd = [sys.executable, "-m", "jaxcausal.train", "--data", data, "--out", run_dir, "--quiet", *extra_args]
+        cmd = [sys.executable, "-m", "jaxcausal.train", *data_args, "--out", run_dir, "--quiet", *extra_args]
         proc, wall = timed_run(cmd, timeout_s=timeout_s, env=child_env)
         if proc is None:
             return {"status": "timeout", "wall_s": wall}

@@ -102,10 +102,18 @@ class DagConfig:
 
     schedule: str = setting("path", "acyclicity pressure: path = DAGMA-style falling score weight, "
                             "lagrangian = NOTEARS augmented Lagrangian", choices=("path", "lagrangian"))
-    # 250 rather than 1000: the trained W only starts the order search, whose graph was unchanged
-    # (F1 1.00 on the built-in data and two d = 20 cases) while training took 3.5x less time.
-    steps_per_update: int = setting(250, "optimiser steps between pressure updates (one inner solve)",
+    # 100 (was 1000, then 250): the trained W only starts the order search, whose graph was the same at
+    # every budget measured (benchmarks/results/budget.md: six cases, 2-3 seeds) while training got shorter.
+    steps_per_update: int = setting(100, "optimiser steps of one inner solve (with --stage-end converged: at most)",
                                     rules=("positive",))
+    # converged: the last stage, which otherwise runs out the early-stopping patience, ends once W has settled.
+    stage_end: str = setting("converged", "path: an inner solve ends once W has settled (converged; a settled "
+                             "last stage ends the run), at the latest after --steps-per-update steps; steps: "
+                             "always after --steps-per-update steps", choices=("converged", "steps"))
+    stage_tol: float = setting(0.01, "path, stage_end converged: W has settled when an epoch changes the edge "
+                               "scores by less than this, relative (Frobenius norm)", rules=("positive",))
+    stage_patience: int = setting(2, "path, stage_end converged: epochs in a row below --stage-tol that end "
+                                  "a stage", rules=("positive",))
     mu_factor: float = setting(0.1, "path: score weight multiplied by this after each inner solve",
                                rules=("positive", "unit_interval"))
     path_stages: int = setting(4, "path: score weights 1, mu_factor, ..., mu_factor**(stages-1); the last runs on",

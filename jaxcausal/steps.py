@@ -153,11 +153,13 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
         new_state, train_metrics = train_batches(state, data)
         val = evaluate(new_state.params, new_state.lambdas, new_state.pressure, data.x_val, data.m_val, data.truth)
         h = val["val_aux"]["acyclic"]
-        # The pressure moves once per `steps_per_update` optimiser steps (an inner solve), so its pace
-        # does not depend on how many batches an epoch happens to have.
-        due = (new_state.step // cfg.dag.steps_per_update) > (state.step // cfg.dag.steps_per_update)
-        new_pressure = tree_where(due, pressure.pressure_update(new_state.pressure, h, cfg.dag),
-                                  new_state.pressure)
+        # An inner solve ends after `steps_per_update` optimiser steps, so its pace does not depend on
+        # how many batches an epoch happens to have, or (stage_end converged) once W stops moving.
+        change = pressure.relative_change(edge_scores(model, state.params), val["scores"])
+        clocked, due, converged = pressure.stage_clock(new_state.pressure, cfg.dag, step_before=state.step,
+                                                       steps=n_batches, change=change)
+        new_state = new_state.replace(pressure=clocked)
+        new_pressure = tree_where(due, pressure.pressure_update(clocked, h, cfg.dag), clocked)
         if path:
             # Each stage of the path is a new problem (the score weight fell tenfold): like DAGMA, it starts
             # a fresh optimiser, whose Adam moments and plateau statistics would otherwise stall it.
@@ -172,6 +174,8 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
         # Only epochs trained in the schedule's last stage are candidates (earlier graphs are not yet DAGs).
         eligible = pressure.final_stage(new_state.pressure, cfg.dag)
         early, improved = stopper.update(new_state.early, metric, epoch=epoch_no, eligible=eligible)
+        # A converged last stage ends the run like early stopping (never before --min-epochs).
+        early = early._replace(stopped=early.stopped | (converged & (epoch_no >= cfg.train.min_epochs)))
         new_state = new_state.replace(pressure=new_pressure, early=early, epoch=epoch_no)
         # A member that had already stopped stays exactly as it was (population runs).
         new_state = tree_where(state.early.stopped, state, new_state)
@@ -181,7 +185,7 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
                    checkpoint_metric=checkpoint_metric,
                    learning_rate=cfg.optim.lr * plateau_scale(new_state.opt_state),
                    rho=new_state.pressure.rho, alpha=new_state.pressure.alpha, mu=new_state.pressure.mu,
-                   stage=new_state.pressure.stage)
+                   stage=new_state.pressure.stage, weight_change=change)
         return new_state, out
 
     return epoch
