@@ -88,11 +88,12 @@ def value_grad_ms(fn, w, reps: int = 5) -> float:
     return 1e3 * float(np.median(times))
 
 
-def probe_epoch(d: int, data_path: str, epochs: int) -> dict:
+def probe_epoch(d: int, data_path: str, epochs: int, penalty: str = "") -> dict:
     """Where the training time goes at this d: the default experiment built on the Laplace data
     (public `jaxcausal.experiment.build`, no truth), its epoch compiled and timed, and the default
     penalty's value and gradient alone (`jaxcausal.acyclicity.get_penalty`, read only) next to the
-    fit term's log-determinant. Runs in this process (the caller starts it as a child)."""
+    fit term's log-determinant. `penalty` overrides the config's form. Runs in this process (the caller
+    starts it as a child)."""
     import jax
     import jax.numpy as jnp
     from jaxcausal import acyclicity, config as config_lib
@@ -101,7 +102,8 @@ def probe_epoch(d: int, data_path: str, epochs: int) -> dict:
         with np.load(data_path) as f:
             path = os.path.join(tmp, "x.npz")
             np.savez(path, X=f["x"][:, 0, :])
-        cfg = config_lib.replace(config_lib.Config(), {"data": path, "quiet": True})
+        overrides = {"data": path, "quiet": True, **({"penalty": penalty} if penalty else {})}
+        cfg = config_lib.replace(config_lib.Config(), overrides)
         exp = build(cfg, warn=lambda msg: None)
     state, data = exp.init_state(), exp.train_data()
     t = time.perf_counter()
@@ -164,6 +166,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def probe_table(probes: dict) -> str:
+    """The --probe rows: where an epoch's time goes at each d."""
+    lines = ["| d (penalty if not the default) | batch x steps | compile s | epoch ms | step ms | penalty value+grad ms "
+             "| slogdet value+grad ms | penalty share (est.) | peak RSS MiB | load |", "|" + "---|" * 10]
+    for key in sorted(probes, key=lambda k: (int(k.split("-")[0]), k)):
+        r = probes[key]
+        lines.append(f"| {key.replace('-', ', ')} | {r['batch_size']} x {r['n_batches']} | {r['compile_s']:.0f} | {r['epoch_ms']:.0f} | "
+                     f"{r['step_ms']:.1f} | {r['penalty_value_grad_ms']:.1f} | {r['slogdet_value_grad_ms']:.1f} | "
+                     f"{100 * r['penalty_share_estimate']:.0f}% | {r['peak_rss_mib']:.0f} | {r['load_average'][0]:.1f} |")
+    return "\n".join(lines)
+
+
 def git_state() -> dict:
     def git(*a):
         out = subprocess.run(["git", "-C", os.path.dirname(HERE), *a], capture_output=True, text=True)
@@ -181,6 +195,8 @@ def write(report: dict, out_dir: str) -> None:
     md = (f"Machine: {m['cpu']}, {m['cpu_count']} cores, shared; n = {ROWS} rows, static ER2, standardised; "
           f"timeout {report['timeout_s']:.0f} s per run. Each row gives the load average (1 min) before it and "
           f"the jaxcausal commit (plus uncommitted files) it ran on in large_d.json.\n\n" + table(report["runs"]) + "\n")
+    if report.get("epoch_probe"):
+        md += "\n" + probe_table(report["epoch_probe"]) + "\n"
     with open(os.path.join(out_dir, "large_d.md"), "w") as f:
         f.write(md)
 
@@ -194,14 +210,14 @@ def probe(report: dict, args) -> int:
             np.savez(data_path, x=x, names=np.array(names, dtype=str))
             print(f"probe d={d}: started {time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.2f}", flush=True)
             cmd = [sys.executable, os.path.abspath(__file__), "--probe-child", str(d), "--data", data_path,
-                   "--probe-epochs", str(args.probe_epochs)]
+                   "--probe-epochs", str(args.probe_epochs), "--probe-penalty", args.probe_penalty]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(proc.stderr[-2000:])
                 return 1
             row = dict(json.loads(proc.stdout.strip().splitlines()[-1]), **git_state())
             print(json.dumps(row), flush=True)
-            report.setdefault("epoch_probe", {})[str(d)] = row
+            report.setdefault("epoch_probe", {})[f"{d}-{args.probe_penalty}" if args.probe_penalty else str(d)] = row
             write(report, args.out)
     return 0
 
@@ -216,6 +232,7 @@ def main(argv=None) -> int:
     p.add_argument("--probe", action="store_true",
                    help="instead of the runs: time the default epoch and its penalty at each d (Laplace data)")
     p.add_argument("--probe-epochs", type=int, default=3, help="timed epochs per d with --probe")
+    p.add_argument("--probe-penalty", default="", help="with --probe: this acyclicity penalty instead of the default")
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--probe-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -224,7 +241,7 @@ def main(argv=None) -> int:
     if args.child:
         return child(args.child, args.data, args.result, args.timeout)
     if args.probe_child:
-        print(json.dumps(probe_epoch(args.probe_child, args.data, args.probe_epochs)))
+        print(json.dumps(probe_epoch(args.probe_child, args.data, args.probe_epochs, args.probe_penalty)))
         return 0
 
     path = os.path.join(args.out, "large_d.json")
