@@ -17,7 +17,7 @@ from jaxcausal import cpdag, graphs, structure
 from jaxcausal import metrics as metrics_lib
 from jaxcausal.model import CausalSEM, edge_scores
 
-_sweep = jax.jit(lambda scores, truth: metrics_lib.threshold_sweep(
+_threshold_table = jax.jit(lambda scores, truth: metrics_lib.threshold_table(
     scores=metrics_lib.scale_scores(scores), truth=truth,
     thresholds=jnp.asarray(metrics_lib.THRESHOLDS, jnp.float32)))
 
@@ -34,7 +34,7 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
     identified, a CPDAG. Otherwise (or with too few rows) the export is thresholded W itself.
     priors: {"allowed", "required"} (D + L*D, D) masks, enforced by the search.
     Keys: weights, scores, lagged, orientation (D, D) int8 PDAG, coefficients (D, D),
-    lagged_coefficients (L, D, D), model, rule; with truth also sweep, best_index, best_threshold,
+    lagged_coefficients (L, D, D), model, rule; with truth also thresholds (the 21-threshold table), best_index, best_threshold,
     auprc (of W) and exported (metrics of the exported graph, `cpdag.compare`).
     """
     weights = np.asarray(model.apply({"params": params}, method=CausalSEM.adjacency), np.float32)
@@ -68,9 +68,9 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
                       rule=f"label-free: raw edge score > {graph_threshold}, cycles broken at the weakest edge")
     if truth is not None:
         t = jnp.asarray(truth, jnp.float32)
-        sweep = jax.device_get(_sweep(jnp.asarray(scores), t))
-        best = int(metrics_lib.best_threshold_index(sweep["f1"]))
-        report.update(sweep={k: np.asarray(v) for k, v in sweep.items()}, best_index=best,
+        table = jax.device_get(_threshold_table(jnp.asarray(scores), t))
+        best = int(metrics_lib.best_threshold_index(table["f1"]))
+        report.update(thresholds={k: np.asarray(v) for k, v in table.items()}, best_index=best,
                       best_threshold=float(metrics_lib.THRESHOLDS[best]),
                       auprc=float(metrics_lib.auprc(scores=scores, truth=truth)),
                       exported=score_graph(pred=report["orientation"], true=truth))
@@ -141,12 +141,12 @@ def lagged_rows(report: dict, names) -> list[tuple]:
     return sorted(rows, key=lambda r: -abs(r[3]))
 
 
-def threshold_table(report: dict) -> list[dict]:
-    if "sweep" not in report:
+def threshold_rows(report: dict) -> list[dict]:
+    if "thresholds" not in report:
         return []
-    sweep = report["sweep"]
+    table = report["thresholds"]
     keys = ["f1", "shd", "precision", "recall", "edge_count"]
-    return [{"threshold": round(float(t), 4), **{k: float(sweep[k][i]) for k in keys}}
+    return [{"threshold": round(float(t), 4), **{k: float(table[k][i]) for k in keys}}
             for i, t in enumerate(metrics_lib.THRESHOLDS)]
 
 

@@ -2,7 +2,7 @@
 
 Conventions: `scores` and `truth` are (D, D); [i, j] is the edge i -> j. `truth` is read as
 `truth != 0`. The diagonal is ignored everywhere (self-loops are never edges). All arguments are
-keyword-only so truth and prediction cannot be swapped. `edge_metrics`, `threshold_sweep`,
+keyword-only so truth and prediction cannot be swapped. `edge_metrics`, `threshold_table`,
 `scale_scores` and `best_threshold_index` are pure jnp (jit- and vmap-able, e.g. over a
 population of models); `auprc` is host-side numpy.
 """
@@ -78,7 +78,7 @@ def edge_metrics(*, scores: jax.Array, truth: jax.Array, threshold: jax.Array | 
 
 
 # vmap maps keyword arguments over axis 0, so the swept function takes positional arguments.
-_sweep = jax.jit(
+_table = jax.jit(
     jax.vmap(
         lambda scores, truth, threshold: edge_metrics(
             scores=scores, truth=truth, threshold=threshold
@@ -88,13 +88,13 @@ _sweep = jax.jit(
 )
 
 
-def threshold_sweep(*, scores: jax.Array, truth: jax.Array, thresholds=THRESHOLDS) -> dict:
+def threshold_table(*, scores: jax.Array, truth: jax.Array, thresholds=THRESHOLDS) -> dict:
     """`edge_metrics` at every threshold in one jitted, vmapped call.
 
     Args: scores (D, D), truth (D, D), thresholds (K,) (default: the 21 `THRESHOLDS`, meant for
     scores already passed through `scale_scores`). Returns a dict of (K,) float32 arrays.
     """
-    return _sweep(scores, truth, jnp.asarray(thresholds, dtype=jnp.float32))
+    return _table(scores, truth, jnp.asarray(thresholds, dtype=jnp.float32))
 
 
 @jax.jit

@@ -37,9 +37,9 @@ def epoch_row(out: dict, state_epoch: int, setup: Experiment, epoch_time: float)
         "epoch_time": epoch_time,
     }
     if setup.has_truth:
-        i, sweep = int(out["best_index"]), out["sweep"]
-        row.update(val_f1=sweep["f1"][i], val_shd=sweep["shd"][i], precision=sweep["precision"][i],
-                   recall=sweep["recall"][i], edge_count=int(sweep["edge_count"][i]),
+        i, table = int(out["best_index"]), out["thresholds"]
+        row.update(val_f1=table["f1"][i], val_shd=table["shd"][i], precision=table["precision"][i],
+                   recall=table["recall"][i], edge_count=int(table["edge_count"][i]),
                    true_edge_count=int(setup.prepared.truth.sum()), best_threshold=float(THRESHOLDS[i]))
     return reporting.clean(row)
 
@@ -113,13 +113,13 @@ def summarize(setup: Experiment, report: dict, best_epoch: int, state: TrainStat
                   "bootstrap": {k: v for k, v in report["bootstrap"].items() if k != "seconds"}
                   if "bootstrap" in report else None},
         "model": report["model"],
-        "threshold_table": export.threshold_table(report),
+        "threshold_table": export.threshold_rows(report),
     }
-    if "sweep" in report:
-        i, sweep = report["best_index"], report["sweep"]
-        summary["best"] = {"val_f1": float(sweep["f1"][i]), "val_shd": float(sweep["shd"][i]),
-                           "precision": float(sweep["precision"][i]), "recall": float(sweep["recall"][i]),
-                           "edge_count": int(sweep["edge_count"][i]), "best_threshold": report["best_threshold"],
+    if "thresholds" in report:
+        i, table = report["best_index"], report["thresholds"]
+        summary["best"] = {"val_f1": float(table["f1"][i]), "val_shd": float(table["shd"][i]),
+                           "precision": float(table["precision"][i]), "recall": float(table["recall"][i]),
+                           "edge_count": int(table["edge_count"][i]), "best_threshold": report["best_threshold"],
                            "true_edge_count": int(setup.prepared.truth.sum()), "auprc": report["auprc"]}
         summary["exported"] = report["exported"]
     return reporting.clean(summary)

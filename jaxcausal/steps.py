@@ -1,7 +1,7 @@
 """The whole training state as one pytree, and one epoch as one pure function.
 
 `make_epoch_fn` returns `epoch(state, data) -> (state, metrics)`: a shuffled `lax.scan` over the
-training batches, the acyclicity-pressure update, the 21-threshold validation sweep and the
+training batches, the acyclicity-pressure update, the 21-threshold validation table and the
 early-stopping update, with no host round trip; `metrics["checkpoint_metric"]` is what the host
 ranks checkpoints by. A member whose early stopping has fired is frozen, so the same function
 serves one run (`jit`) and a population (`jit(vmap)`).
@@ -76,7 +76,7 @@ def early_stopper(cfg) -> early_stopping.EarlyStopping:
 
 
 def make_eval_fn(model: CausalSEM, loss_fn: Callable, has_truth: bool) -> Callable:
-    """`evaluate(params, weights, pressure_state, x, m, truth) -> dict`: loss, scores and the threshold sweep."""
+    """`evaluate(params, weights, pressure_state, x, m, truth) -> dict`: loss, scores and the threshold table."""
     thresholds = jnp.asarray(metrics_lib.THRESHOLDS, jnp.float32)
 
     def evaluate(params, weights: LossWeights, pressure_state: pressure.PressureState, x, m, truth):
@@ -84,10 +84,10 @@ def make_eval_fn(model: CausalSEM, loss_fn: Callable, has_truth: bool) -> Callab
         scores = edge_scores(model, params)
         out = {"val_loss": loss, "val_aux": aux, "scores": scores}
         if has_truth:
-            sweep = metrics_lib.threshold_sweep(scores=metrics_lib.scale_scores(scores), truth=truth,
+            table = metrics_lib.threshold_table(scores=metrics_lib.scale_scores(scores), truth=truth,
                                                 thresholds=thresholds)
-            out["sweep"] = sweep
-            out["best_index"] = metrics_lib.best_threshold_index(sweep["f1"])
+            out["thresholds"] = table
+            out["best_index"] = metrics_lib.best_threshold_index(table["f1"])
         return out
 
     return evaluate
@@ -168,7 +168,7 @@ def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.Gradient
                                                                new_state.opt_state))
         epoch_no = state.epoch + 1
         if has_truth:
-            metric = val["sweep"]["f1"][val["best_index"]]
+            metric = val["thresholds"]["f1"][val["best_index"]]
         else:
             metric = -val["val_loss"]
         # Only epochs trained in the schedule's last stage are candidates (earlier graphs are not yet DAGs).

@@ -13,7 +13,7 @@ from jaxcausal.metrics import (
     best_threshold_index,
     edge_metrics,
     scale_scores,
-    threshold_sweep,
+    threshold_table,
 )
 
 
@@ -142,18 +142,18 @@ def test_shd_hand_cases():
     assert shd(np.array([[0, 0, 1], [0, 0, 0], [0, 0, 0]])) == 3  # one extra, two missing
 
 
-def test_sweep_equals_per_threshold_calls():
+def test_threshold_table_equals_per_threshold_calls():
     single_fn = jax.jit(lambda s, t, th: edge_metrics(scores=s, truth=t, threshold=th))
     for scores, truth in random_cases(1, 12):
         scaled = scale_scores(scores)
-        sweep = threshold_sweep(scores=scaled, truth=truth, thresholds=THRESHOLDS)
-        assert all(sweep[name].shape == (21,) for name in METRIC_NAMES)
-        sweep = {name: np.asarray(value) for name, value in sweep.items()}
+        table = threshold_table(scores=scaled, truth=truth, thresholds=THRESHOLDS)
+        assert all(table[name].shape == (21,) for name in METRIC_NAMES)
+        table = {name: np.asarray(value) for name, value in table.items()}
         for k, threshold in enumerate(THRESHOLDS):
             single = single_fn(scaled, truth, np.float32(threshold))
             for name in METRIC_NAMES:
                 # Counts agree exactly; ratios up to XLA's division rounding.
-                np.testing.assert_allclose(sweep[name][k], single[name], rtol=1e-6)
+                np.testing.assert_allclose(table[name][k], single[name], rtol=1e-6)
 
 
 def test_sweep_vmaps_over_a_population():
@@ -161,10 +161,10 @@ def test_sweep_vmaps_over_a_population():
     scores = np.stack([s for s, _ in cases])
     truth = np.stack([t for _, t in cases])
     population = jax.jit(
-        jax.vmap(lambda s, t: threshold_sweep(scores=scale_scores(s), truth=t))
+        jax.vmap(lambda s, t: threshold_table(scores=scale_scores(s), truth=t))
     )(scores, truth)
     for p, (s, t) in enumerate(cases):
-        single = threshold_sweep(scores=scale_scores(s), truth=t)
+        single = threshold_table(scores=scale_scores(s), truth=t)
         for name in METRIC_NAMES:
             np.testing.assert_array_equal(population[name][p], single[name])
     best = best_threshold_index(population["f1"])
