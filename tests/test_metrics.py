@@ -156,7 +156,7 @@ def test_threshold_table_equals_per_threshold_calls():
                 np.testing.assert_allclose(table[name][k], single[name], rtol=1e-6)
 
 
-def test_sweep_vmaps_over_a_population():
+def test_threshold_table_vmaps_over_a_population():
     cases = [c for c in random_cases(2, 40) if c[0].shape[0] == 6][:4]
     scores = np.stack([s for s, _ in cases])
     truth = np.stack([t for _, t in cases])
