@@ -93,99 +93,133 @@ def make_eval_fn(model: CausalSEM, loss_fn: Callable, has_truth: bool) -> Callab
     return evaluate
 
 
+class StepRule(NamedTuple):
+    """What one optimiser step needs besides the state and the batch (static within a run)."""
+
+    loss_fn: Callable  # loss_fn(params, batch, weights, pressure_state) -> (loss, aux)
+    optimizer: optax.GradientTransformation
+    clip_norm: float
+    path: bool  # the acyclicity path (else the lagrangian schedule)
+
+
+class StepCarry(NamedTuple):
+    params: Any
+    opt_state: Any
+    nonfinite_run: jax.Array
+    nonfinite_total: jax.Array
+
+
+def train_step(carry: StepCarry, batch: Batch, weights: LossWeights, pressure_state: pressure.PressureState,
+               rule: StepRule) -> tuple[StepCarry, dict]:
+    """One optimiser step; a non-finite loss or gradient leaves parameters and optimiser state untouched."""
+    (loss, aux), grads = jax.value_and_grad(rule.loss_fn, has_aux=True)(carry.params, batch, weights, pressure_state)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    if rule.path:  # the plateau watches this inner solve's objective (score + h / mu), fixed within a stage
+        watched = loss / pressure_state.mu
+    else:  # the lagrangian's terms rise by design: watch the fit alone
+        watched = aux["recon_weighted"] + aux["sparse_weighted"] + aux["disen_weighted"]
+    updates, new_opt_state = rule.optimizer.update(grads, carry.opt_state, carry.params, value=watched)
+    new_params = optax.apply_updates(carry.params, updates)
+    carry = StepCarry(params=tree_where(finite, new_params, carry.params),
+                      opt_state=tree_where(finite, new_opt_state, carry.opt_state),
+                      nonfinite_run=jnp.where(finite, 0, carry.nonfinite_run + 1),
+                      nonfinite_total=carry.nonfinite_total + (~finite).astype(jnp.int32))
+    return carry, {"loss": loss, "aux": aux, "clipped": grad_norm > rule.clip_norm, "finite": finite,
+                   "grad_norm": grad_norm}
+
+
+def epoch_batches(key: jax.Array, n_train: int, n_batches: int, batch_size: int) -> jax.Array:
+    """(n_batches, batch_size) row indices: shuffled passes over the training rows, as many as needed."""
+    passes = -(-n_batches * batch_size // n_train)
+    order = jnp.concatenate([jax.random.permutation(jax.random.fold_in(key, p), n_train) for p in range(passes)]
+                            if passes > 1 else [jax.random.permutation(key, n_train)])[: n_batches * batch_size]
+    return order.reshape(n_batches, batch_size)
+
+
+def train_epoch(state: TrainState, data: TrainData, rule: StepRule, n_batches: int,
+                batch_size: int) -> tuple[TrainState, dict]:
+    """`lax.scan(train_step)` over one epoch's shuffled batches -> (state, means over its finite steps)."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.epoch)
+    batches = epoch_batches(key, data.x_train.shape[0], n_batches, batch_size)
+
+    def step(carry, idx):
+        return train_step(carry, Batch(data.x_train[idx], data.m_train[idx]), state.lambdas, state.pressure, rule)
+
+    carry, per_step = jax.lax.scan(
+        step, StepCarry(state.params, state.opt_state, state.nonfinite_run, state.nonfinite_total), batches)
+    new_state = state.replace(params=carry.params, opt_state=carry.opt_state, nonfinite_run=carry.nonfinite_run,
+                              nonfinite_total=carry.nonfinite_total, step=state.step + n_batches)
+    return new_state, step_means(per_step)
+
+
+def step_means(per_step: dict) -> dict:
+    """The epoch's training metrics: means over finite steps only (NaN, logged as null, when none was)."""
+    finite = per_step["finite"]
+    n_finite = jnp.sum(finite)
+
+    def mean(v):
+        return jnp.where(n_finite > 0, jnp.sum(jnp.where(finite, v, 0.0)) / jnp.maximum(n_finite, 1), jnp.nan)
+    return {
+        "train_loss": mean(per_step["loss"]),
+        "components": jax.tree.map(mean, per_step["aux"]),
+        "grad_clip_ratio": jnp.mean(per_step["clipped"].astype(jnp.float32)),
+        "max_grad_norm": jnp.max(jnp.where(finite, per_step["grad_norm"], 0.0)),
+        "nonfinite_steps": jnp.sum(~finite),
+    }
+
+
 def make_epoch_fn(model: CausalSEM, loss_fn: Callable, optimizer: optax.GradientTransformation, cfg, *,
                   n_batches: int, batch_size: int, has_truth: bool) -> Callable:
     """Build `epoch(state, data) -> (state, metrics)`; cfg: the full Config (static values only)."""
     evaluate = make_eval_fn(model, loss_fn, has_truth)
-    clip_norm = cfg.optim.clip_norm
     stopper = early_stopper(cfg)
     path = cfg.dag.schedule == "path"
-
-    def train_batches(state: TrainState, data: TrainData):
-        weights, pressure_state = state.lambdas, state.pressure
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.epoch)
-        n_train = data.x_train.shape[0]
-        passes = -(-n_batches * batch_size // n_train)  # an epoch may span several shuffled passes
-        order = jnp.concatenate([jax.random.permutation(jax.random.fold_in(key, p), n_train) for p in range(passes)]
-                                if passes > 1 else [jax.random.permutation(key, n_train)])[: n_batches * batch_size]
-
-        def step(carry, idx):
-            params, opt_state, run, total = carry
-            batch = Batch(data.x_train[idx], data.m_train[idx])
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, weights, pressure_state)
-            grad_norm = optax.tree.norm(grads)
-            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-            if path:  # the plateau watches this inner solve's objective (score + h / mu), fixed within a stage
-                watched = loss / pressure_state.mu
-            else:  # the lagrangian's terms rise by design: watch the fit alone
-                watched = aux["recon_weighted"] + aux["sparse_weighted"] + aux["disen_weighted"]
-            updates, new_opt_state = optimizer.update(grads, opt_state, params, value=watched)
-            new_params = optax.apply_updates(params, updates)
-            # A non-finite step leaves parameters and optimiser state untouched.
-            params = tree_where(finite, new_params, params)
-            opt_state = tree_where(finite, new_opt_state, opt_state)
-            run = jnp.where(finite, 0, run + 1)
-            total = total + (~finite).astype(jnp.int32)
-            out = {"loss": loss, "aux": aux, "clipped": grad_norm > clip_norm, "finite": finite,
-                   "grad_norm": grad_norm}
-            return (params, opt_state, run, total), out
-
-        carry = (state.params, state.opt_state, state.nonfinite_run, state.nonfinite_total)
-        (params, opt_state, run, total), per_step = jax.lax.scan(
-            step, carry, order.reshape(n_batches, batch_size))
-        finite = per_step["finite"]
-        n_finite = jnp.sum(finite)
-        # Means over finite steps only; NaN (logged as null) when the epoch had none, never a fake 0.
-        def mean(v):
-            return jnp.where(n_finite > 0, jnp.sum(jnp.where(finite, v, 0.0)) / jnp.maximum(n_finite, 1), jnp.nan)
-        train_metrics = {
-            "train_loss": mean(per_step["loss"]),
-            "components": jax.tree.map(mean, per_step["aux"]),
-            "grad_clip_ratio": jnp.mean(per_step["clipped"].astype(jnp.float32)),
-            "max_grad_norm": jnp.max(jnp.where(finite, per_step["grad_norm"], 0.0)),
-            "nonfinite_steps": jnp.sum(~finite),
-        }
-        new_state = state.replace(params=params, opt_state=opt_state, nonfinite_run=run,
-                                  nonfinite_total=total, step=state.step + n_batches)
-        return new_state, train_metrics
+    rule = StepRule(loss_fn, optimizer, cfg.optim.clip_norm, path)
 
     def epoch(state: TrainState, data: TrainData):
-        new_state, train_metrics = train_batches(state, data)
-        val = evaluate(new_state.params, new_state.lambdas, new_state.pressure, data.x_val, data.m_val, data.truth)
-        h = val["val_aux"]["acyclic"]
-        # An inner solve ends after `steps_per_update` optimiser steps, so its pace does not depend on
-        # how many batches an epoch happens to have, or (stage_end converged) once W stops moving.
-        change = pressure.relative_change(edge_scores(model, state.params), val["scores"])
-        clocked, due, converged = pressure.stage_clock(new_state.pressure, cfg.dag, step_before=state.step,
-                                                       steps=n_batches, change=change)
-        new_state = new_state.replace(pressure=clocked)
-        new_pressure = tree_where(due, pressure.pressure_update(clocked, h, cfg.dag), clocked)
-        if path:
-            # Each stage of the path is a new problem (the score weight fell tenfold): like DAGMA, it starts
-            # a fresh optimiser, whose Adam moments and plateau statistics would otherwise stall it.
-            new_stage = new_pressure.stage != new_state.pressure.stage
-            new_state = new_state.replace(opt_state=tree_where(new_stage, optimizer.init(new_state.params),
-                                                               new_state.opt_state))
+        trained, train_metrics = train_epoch(state, data, rule, n_batches, batch_size)
+        val = evaluate(trained.params, trained.lambdas, trained.pressure, data.x_val, data.m_val, data.truth)
+        trained, new_pressure, converged, change = advance_pressure(state, trained, val, model, optimizer, cfg,
+                                                                    n_batches)
         epoch_no = state.epoch + 1
-        if has_truth:
-            metric = val["thresholds"]["f1"][val["best_index"]]
-        else:
-            metric = -val["val_loss"]
+        metric = val["thresholds"]["f1"][val["best_index"]] if has_truth else -val["val_loss"]
         # Only epochs trained in the schedule's last stage are candidates (earlier graphs are not yet DAGs).
-        eligible = pressure.final_stage(new_state.pressure, cfg.dag)
-        early, improved = stopper.update(new_state.early, metric, epoch=epoch_no, eligible=eligible)
+        eligible = pressure.final_stage(trained.pressure, cfg.dag)
+        early, improved = stopper.update(trained.early, metric, epoch=epoch_no, eligible=eligible)
         # A converged last stage ends the run like early stopping (never before --min-epochs).
         early = early._replace(stopped=early.stopped | (converged & (epoch_no >= cfg.train.min_epochs)))
-        new_state = new_state.replace(pressure=new_pressure, early=early, epoch=epoch_no)
+        new_state = trained.replace(pressure=new_pressure, early=early, epoch=epoch_no)
         # A member that had already stopped stays exactly as it was (population runs).
         new_state = tree_where(state.early.stopped, state, new_state)
-        # Epochs before the last stage never rank as best (not DAGs yet): NaN is never ranked (`Checkpoints.save`).
-        checkpoint_metric = jnp.where(eligible, metric, jnp.nan)
-        out = dict(train_metrics, **val, improved=improved & ~state.early.stopped, eligible=eligible, h=h,
-                   checkpoint_metric=checkpoint_metric,
+        out = dict(train_metrics, **val, improved=improved & ~state.early.stopped, eligible=eligible,
+                   h=val["val_aux"]["acyclic"],
+                   # Epochs before the last stage never rank as best: NaN is never ranked (`Checkpoints.save`).
+                   checkpoint_metric=jnp.where(eligible, metric, jnp.nan),
                    learning_rate=cfg.optim.lr * plateau_scale(new_state.opt_state),
                    rho=new_state.pressure.rho, alpha=new_state.pressure.alpha, mu=new_state.pressure.mu,
                    stage=new_state.pressure.stage, weight_change=change)
         return new_state, out
 
     return epoch
+
+
+def advance_pressure(before: TrainState, trained: TrainState, val: dict, model: CausalSEM,
+                     optimizer: optax.GradientTransformation, cfg, n_batches: int):
+    """The acyclicity pressure after an epoch -> (trained with the stage clock advanced and, on a new
+    stage of the path, a fresh optimiser; the next pressure; whether the last stage converged; the
+    epoch's relative change of the edge scores)."""
+    h = val["val_aux"]["acyclic"]
+    # An inner solve ends after `steps_per_update` optimiser steps, so its pace does not depend on
+    # how many batches an epoch happens to have, or (stage_end converged) once W stops moving.
+    change = pressure.relative_change(edge_scores(model, before.params), val["scores"])
+    clocked, due, converged = pressure.stage_clock(trained.pressure, cfg.dag, step_before=before.step,
+                                                   steps=n_batches, change=change)
+    trained = trained.replace(pressure=clocked)
+    new_pressure = tree_where(due, pressure.pressure_update(clocked, h, cfg.dag), clocked)
+    if cfg.dag.schedule == "path":
+        # Each stage of the path is a new problem (the score weight fell tenfold): like DAGMA, it starts
+        # a fresh optimiser, whose Adam moments and plateau statistics would otherwise stall it.
+        new_stage = new_pressure.stage != clocked.stage
+        trained = trained.replace(opt_state=tree_where(new_stage, optimizer.init(trained.params), trained.opt_state))
+    return trained, new_pressure, converged, change

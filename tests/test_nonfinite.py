@@ -121,7 +121,8 @@ def test_consecutive_nonfinite_steps_stop_cleanly_with_last_good_checkpoint(monk
     # Batches of 8 (16 validation windows stay one batch of 16); the epoch keeps the default length
     # (--min-steps-per-epoch, several passes over the 64 training windows).
     cfg = config_lib.replace(tiny_config, {"epochs": 5, "max_nonfinite": 3, "batch_size": 8,
-                                            "checkpoint_every": 1})  # epoch 1's checkpoint: the reference
+                                            "checkpoint_every": 1,  # epoch 1's checkpoint: the reference
+                                            "steps_per_update": 250})  # no stage change in 2 epochs
     steps = experiment.build(cfg).n_batches
     assert steps == cfg.train.min_steps_per_epoch > 64 // 8
     assert 2 * steps < cfg.dag.steps_per_update  # no stage change (it re-initialises the optimiser) in 2 epochs
