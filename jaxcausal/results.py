@@ -33,6 +33,7 @@ def epoch_row(out: dict, state_epoch: int, setup: Experiment, epoch_time: float)
         "learning_rate": out["learning_rate"],
         "h": out["h"], "rho": out["rho"], "alpha": out["alpha"], "mu": out["mu"], "stage": int(out["stage"]),
         "eligible": bool(out["eligible"]),
+        "weight_change": out["weight_change"],  # relative change of the edge scores: what ends a stage
         "nonfinite_steps": int(out["nonfinite_steps"]),
         "epoch_time": epoch_time,
     }

@@ -84,6 +84,8 @@ def test_cli_smoke_run_writes_the_contract(tmp_path, capsys):
     assert len(summary["threshold_table"]) == 21
     assert summary["stop_reason"] == "max_epochs"
     assert os.listdir(os.path.join(out, "checkpoints"))
+    rows = read_log(out)
+    assert all(r["weight_change"] is not None and r["weight_change"] >= 0 for r in rows)  # the stage rule's signal
     # The same --out again is refused: nothing the user had is overwritten silently.
     code, _, stderr = run_main(train.main, ["--config", "smoke", "--out", out], capsys)
     assert code == 2 and "--overwrite" in stderr and "Traceback" not in stderr
