@@ -183,45 +183,45 @@ class Cadence:
     asynchronous) rather than saved; a save writes that copy first when it is not on disk yet,
     then the current state, so every checkpoint's best epoch is itself on disk. Saves happen
     every `every` epochs, or with `every` = 0 when the time since the last save is at least
-    (last save's blocking cost) / budget; always at the end (`final`: signals, faults, the last
-    epoch). A kill loses at most the epochs since the last save; they run again on resume.
+    (last save's blocking cost) / budget; and at the end of the run, however it ends (`flush`).
+    A kill loses at most the epochs since the last save; they run again on resume.
     """
 
     FIRST_COST_GUESS = 0.05  # seconds; the first save is due after ~1 s of training
 
-    def __init__(self, ckpts: Checkpoints, every: int = 0, budget: float = 0.05):
-        self.ckpts, self.every, self.budget = ckpts, every, budget
+    def __init__(self, ckpts: Checkpoints, meta: Callable[[Any], dict], every: int = 0, budget: float = 0.05):
+        """meta(state): the JSON metadata saved with `state`."""
+        self.ckpts, self.meta, self.every, self.budget = ckpts, meta, every, budget
         self.cost, self.last_end = self.FIRST_COST_GUESS, time.perf_counter()
         self.best: tuple[int, Any, float] | None = None  # (epoch, device copy of the state, metric)
         self.saved_best = -1
         self.last: tuple[int, float] | None = None  # (epoch, metric) of the last epoch reported
         self.saved_epoch = -1
 
-    def epoch(self, epoch: int, state, *, improved: bool, metric: float, final: bool,
-              meta: Callable[[Any], dict]) -> None:
-        """After each epoch; meta(state) gives the state's JSON metadata."""
+    def epoch(self, epoch: int, state, *, improved: bool, metric: float) -> None:
+        """After each epoch: keep a new best on the device, save when due."""
         if improved:
             self.best = (epoch, _copy(state), metric)  # the next epoch donates `state`
         self.last = (epoch, metric)
         due = (epoch % self.every == 0) if self.every else \
             time.perf_counter() - self.last_end >= self.cost / self.budget
-        if due or final:
-            self._save(epoch, state, metric, meta)
+        if due:
+            self._save(epoch, state, metric)
 
-    def flush(self, state, meta: Callable[[Any], dict]) -> None:
-        """Save the last reported epoch (`state`) unless it is on disk: a signal that arrived after
-        an epoch's stop check ends the loop before the next epoch, and must not lose the last one."""
+    def flush(self, state) -> None:
+        """At the end of a run (its last epoch, early stopping, a fault, a signal): save the last
+        reported epoch (`state`) unless it is on disk already."""
         if self.last is not None and self.last[0] != self.saved_epoch:
             epoch, metric = self.last
-            self._save(epoch, state, metric, meta)
+            self._save(epoch, state, metric)
 
-    def _save(self, epoch: int, state, metric: float, meta: Callable[[Any], dict]) -> None:
+    def _save(self, epoch: int, state, metric: float) -> None:
         t = time.perf_counter()
         if self.best is not None and self.saved_best < self.best[0] < epoch:
             best_epoch, best_state, best_metric = self.best
-            self.ckpts.save(best_epoch, best_state, meta(best_state), best_metric)
+            self.ckpts.save(best_epoch, best_state, self.meta(best_state), best_metric)
         self.saved_best = self.best[0] if self.best is not None else -1
-        self.ckpts.save(epoch, state, meta(state), metric)
+        self.ckpts.save(epoch, state, self.meta(state), metric)
         self.saved_epoch = epoch
         self.last_end = time.perf_counter()
         self.cost = self.last_end - t

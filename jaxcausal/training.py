@@ -7,6 +7,7 @@ in `results`.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -23,7 +24,6 @@ from jaxcausal.results import checkpoint_meta, epoch_row, finish_run
 from jaxcausal.steps import TrainState, early_stopper
 
 EXIT_NONFINITE = 2  # like bad input: the run stopped on a numerical fault (see README, Troubleshooting)
-EXIT_SIGNAL_BASE = rundir.EXIT_SIGNAL_BASE
 
 
 def train_and_evaluate(cfg: config_lib.Config, *, resume: str | None = None, stream=None,
@@ -76,7 +76,7 @@ def _train_locked(cfg: config_lib.Config, setup: Experiment, run_dir: str, resum
         epoch_fn = jax.jit(setup.epoch_fn(), donate_argnums=0).lower(state, data).compile()
         compile_time = time.perf_counter() - t0
         stop_reason = "early_stopping" if bool(state.early.stopped) else None
-        cadence = checkpoint.Cadence(ckpts, cfg.train.checkpoint_every)
+        cadence = checkpoint.Cadence(ckpts, functools.partial(checkpoint_meta, setup), cfg.train.checkpoint_every)
         epochs_run, start = 0, time.perf_counter()
         while stop_reason is None and int(state.epoch) < cfg.train.epochs:
             if stop.signum is not None:  # signalled before this process finished an epoch
@@ -101,10 +101,8 @@ def _train_locked(cfg: config_lib.Config, setup: Experiment, run_dir: str, resum
                      f"(lower --lr or check the data for extreme values)")
             elif stop.signum is not None and epoch < cfg.train.epochs:
                 stop_reason = "interrupted"
-            cadence.epoch(epoch, state, improved=bool(out["improved"]), metric=float(out["checkpoint_metric"]),
-                          final=stop_reason is not None or epoch >= cfg.train.epochs,
-                          meta=lambda s: checkpoint_meta(setup, s))
-        cadence.flush(state, meta=lambda s: checkpoint_meta(setup, s))
+            cadence.epoch(epoch, state, improved=bool(out["improved"]), metric=float(out["checkpoint_metric"]))
+        cadence.flush(state)  # however the loop ended, its last epoch is on disk
         log.close()
         ckpts.wait()
     train_time = time.perf_counter() - start
@@ -113,14 +111,14 @@ def _train_locked(cfg: config_lib.Config, setup: Experiment, run_dir: str, resum
     if stop_reason == "interrupted" and epochs_run == 0:
         ckpts.close()
         warn(f"Interrupted by {stop.name} before an epoch finished; nothing new to save. Continue with: {hint}")
-        return state, {"stop_reason": stop_reason, "exit_code": EXIT_SIGNAL_BASE + stop.signum}
+        return state, {"stop_reason": stop_reason, "exit_code": rundir.EXIT_SIGNAL_BASE + stop.signum}
     summary = finish_run(setup, ckpts, run_dir, state, stop_reason, health, compile_time, train_time, say,
                          best_state=cadence.best_state(int(state.early.best_epoch)))
     ckpts.close()
     if stop_reason == "interrupted":
         warn(f"Interrupted by {stop.name} after epoch {int(state.epoch)}; checkpoint saved, log flushed. "
              f"Continue with: {hint}")
-        summary["exit_code"] = EXIT_SIGNAL_BASE + stop.signum
+        summary["exit_code"] = rundir.EXIT_SIGNAL_BASE + stop.signum
     else:
         if stop_reason == "nonfinite":  # outputs are written, but the run failed: scripts must notice
             summary["exit_code"] = EXIT_NONFINITE

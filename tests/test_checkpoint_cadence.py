@@ -37,10 +37,10 @@ class RecordingCheckpoints:
 
 def test_a_signal_after_the_stop_check_still_saves_the_last_epoch():
     ckpts = RecordingCheckpoints()
-    cadence = checkpoint.Cadence(ckpts, every=0)
-    cadence.epoch(1, {"w": np.zeros(2)}, improved=False, metric=1.0, final=False, meta=lambda s: {})
+    cadence = checkpoint.Cadence(ckpts, lambda s: {}, every=0)
+    cadence.epoch(1, {"w": np.zeros(2)}, improved=False, metric=1.0)
     assert ckpts.saved == []  # not due yet: the first save waits for ~1 s of training
-    cadence.flush({"w": np.zeros(2)}, meta=lambda s: {})  # the loop ended on a signal before epoch 2
+    cadence.flush({"w": np.zeros(2)})  # the loop ended on a signal before epoch 2
     assert ckpts.saved == [1]
-    cadence.flush({"w": np.zeros(2)}, meta=lambda s: {})  # already on disk: no second save
+    cadence.flush({"w": np.zeros(2)})  # already on disk: no second save
     assert ckpts.saved == [1]
