@@ -101,12 +101,12 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
         elif model == MLP:
             designs[model] = _mlp_design(design)
             best_linear = min((scores[m]["bic"] for m in scores), default=np.inf)
-            probe = _mlp_probe(designs[model], nv)
-            if search.bic(designs[model], probe, "gauss_nv") >= best_linear - 1e-9 * abs(best_linear) - 1e-6:
+            probe_bic = search.bic(designs[model], _mlp_probe(designs[model], nv), "gauss_nv")
+            if probe_bic >= best_linear - 1e-9 * abs(best_linear) - 1e-6:
                 # MLP fits of the linear optimum's parent sets (one per variable) do not beat the best
                 # linear model: on linear data its search would only rebuild the linear graph, at ~50x the cost.
                 skipped = (f"its fits of the linear optimum's parents (BIC "
-                           f"{search.bic(designs[model], probe, 'gauss_nv'):.1f}) do not beat the best linear "
+                           f"{probe_bic:.1f}) do not beat the best linear "
                            f"model (BIC {best_linear:.1f}), so it was not searched further")
                 candidates = candidates[:-1]
                 break
