@@ -6,11 +6,7 @@ the config schema) does not pay for jax, flax, optax and orbax.
 import importlib
 import os
 
-# jax runs CPU LAPACK (slogdet's LU and the triangular solves of its gradient) through scipy's
-# OpenBLAS, which threads even a 50 x 50 solve and then fights XLA's own threads for the cores: the
-# D = 50 epoch ran 1.4x slower on 2 idle cores, ~7x on busy ones (benchmarks/README.md). One thread
-# gives bit-identical results. OpenBLAS reads this when scipy loads it, on jax's first LAPACK call,
-# so it is set here, before anything in the package can import scipy; a value the user set wins.
+# OpenBLAS threads fight XLA's for the cores (D = 50 epoch 1.4x slower; benchmarks/README.md); set before scipy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"

@@ -239,19 +239,10 @@ RESUMABLE = frozenset(name for name, (_, f) in schema().items() if f.metadata["r
 LAMBDA_FIELDS = tuple(f.name for f in dataclasses.fields(LossConfig) if f.name.startswith("lambda_"))
 
 
-def _section_classes() -> dict[str, type]:
-    hints = typing.get_type_hints(Config)
-    return {name: hints[name] for name in SECTIONS}
-
-
 def leaf_fields() -> dict[str, tuple[str, type]]:
-    """Map every leaf field name to (section, python type)."""
-    leaves = {}
-    for section, cls in _section_classes().items():
-        for name, typ in typing.get_type_hints(cls).items():
-            assert name not in leaves, f"leaf name {name} is not unique"
-            leaves[name] = (section, typ)
-    return leaves
+    """Map every leaf field name to (section, python type): the schema's fields with resolved annotations."""
+    hints = {section: typing.get_type_hints(type(getattr(Config(), section))) for section in SECTIONS}
+    return {name: (section, hints[section][name]) for name, (section, _) in schema().items()}
 
 
 def _coerce(name: str, typ: type, value: Any, where: str) -> Any:

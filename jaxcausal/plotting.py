@@ -33,7 +33,7 @@ def _figure(path, size):
 
 def _finish(fig, path):
     if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        fig.savefig(path, dpi=120)  # fixed margins: a "tight" bounding box costs a second full draw
     return fig
 
 
@@ -54,7 +54,7 @@ def plot_graph(edges: list[dict], names, path=None, *, lagged: bool = True, titl
     d = len(names)
     size = 3.0 + 0.35 * min(d, 30)
     fig = _figure(path, (size, size))
-    ax = fig.add_subplot(1, 1, 1)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 0.93))  # the title sits in the top 7%
     pos = dict(zip(names, circular_layout(d)))
     shown = [e for e in edges if lagged or e["lag"] == 0]
     largest = max([abs(e["weight"]) for e in shown if e["weight"] is not None] + [1e-12])
@@ -156,5 +156,6 @@ def plot_training(rows: list[dict], path=None, *, best_epoch: int | None = None)
             ax.legend(fontsize=7, frameon=False)
     if not rows:
         fig.suptitle("no epochs logged")
-    fig.tight_layout()
+    # Fixed margins: tight_layout measures every tick label, which took most of the drawing time.
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.89, wspace=0.25)
     return _finish(fig, path)
