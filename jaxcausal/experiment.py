@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcausal import config as config_lib, export, priors as priors_lib, structure
+from jaxcausal import config as config_lib, export, priors as priors_lib, program_cache, structure
 from jaxcausal.errors import InputError
 from jaxcausal.losses import make_loss_fn
 from jaxcausal.model import build_model
@@ -65,6 +65,16 @@ class Experiment:
     def epoch_fn(self):
         return make_epoch_fn(self.model, self.loss_fn, self.optimizer, self.cfg, n_batches=self.n_batches,
                              batch_size=self.batch_size, has_truth=self.has_truth)
+
+    def compiled_epoch(self, state: TrainState, data: TrainData):
+        """`jax.jit(epoch_fn(), donate_argnums=0)` compiled for these shapes; with the compile cache on,
+        the traced program itself is cached too (program_cache.py), so a warm run skips tracing."""
+        cache_dir = program_cache.directory() if self.cfg.train.compile_cache else None
+        allowed = b"" if self.priors is None else np.asarray(self.priors.allowed).tobytes()
+        extra = allowed + bytes([self.has_truth]) + np.asarray([self.n_batches, self.batch_size]).tobytes()
+        settings = {name: value for section in config_lib.to_dict(self.cfg).values() if isinstance(section, dict)
+                    for name, value in section.items()}
+        return program_cache.compiled_epoch(self.epoch_fn(), state, data, cache_dir, settings, extra)
 
     def raw_train_windows(self) -> tuple[np.ndarray, np.ndarray]:
         """The training windows on the data's own scale (the search's equal-variance model needs it)."""

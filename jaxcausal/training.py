@@ -73,7 +73,7 @@ def _train_locked(cfg: config_lib.Config, setup: Experiment, run_dir: str, resum
         data = setup.train_data()
         t0 = time.perf_counter()
         say("compiling the epoch program" + (" (cached after the first run)" if cfg.train.compile_cache else ""))
-        epoch_fn = jax.jit(setup.epoch_fn(), donate_argnums=0).lower(state, data).compile()
+        epoch_fn = setup.compiled_epoch(state, data)
         compile_time = time.perf_counter() - t0
         stop_reason = "early_stopping" if bool(state.early.stopped) else None
         cadence = checkpoint.Cadence(ckpts, functools.partial(checkpoint_meta, setup), cfg.train.checkpoint_every)
