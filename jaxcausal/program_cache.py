@@ -89,7 +89,8 @@ def _save(path: str, exported, meta: dict) -> None:
 
 
 def _export(epoch: Callable, state, data):
-    """Trace `epoch` once and export it with flat arguments; None when its metrics are not plain dicts."""
+    """Trace `epoch` once and export it with flat arguments; None when it cannot be exported (metrics
+    that are not nested dicts, host callbacks)."""
     from jax import export
     treedef = jax.tree.structure((state, data))
     state_def = jax.tree.structure(state)
@@ -108,7 +109,7 @@ def _export(epoch: Callable, state, data):
     specs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in jax.tree.leaves((state, data))]
     try:
         exported = export.export(jax.jit(flat))(*specs)
-    except TypeError:
+    except (TypeError, NotImplementedError):  # e.g. a host callback, which jax.export cannot serialise
         return None
     return exported, {"metric_paths": paths}
 
