@@ -248,6 +248,8 @@ def fit(X, *, names=None, window: int | None = None, config=None, out: str | Non
                    if name in overrides and not isinstance(overrides[name], (str, os.PathLike))}
     overrides.update({name: os.fspath(overrides[name]) for name in PRIOR_FILES if name in overrides})
     settings = {"quiet": True, **overrides}
+    if out is None:
+        settings.setdefault("plots", False)  # nobody would see a temporary directory's figures
     if window is not None:
         settings["window"] = window
     if truth_file is not None:

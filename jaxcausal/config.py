@@ -165,6 +165,8 @@ class TrainConfig:
     keep_checkpoints: int = setting(2, "latest checkpoints kept besides the best one", rules=("positive",),
                                     resumable=True)
     quiet: bool = setting(False, "no per-epoch console lines", resumable=True)
+    plots: bool = setting(True, "draw graph.png and training.png into the run directory when matplotlib is "
+                          "installed (graph.dot is always written)", resumable=True)
     compile_cache: bool = setting(True, "keep compiled programs in $JAXCAUSAL_CACHE_DIR (default: the per-user "
                                   "cache directory), so a second run with the same shapes skips compiling",
                                   resumable=True)

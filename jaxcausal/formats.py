@@ -9,9 +9,12 @@ confidence is None without `--bootstrap`. Nothing here imports matplotlib or net
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 from jaxcausal.errors import InputError
@@ -19,6 +22,8 @@ from jaxcausal.errors import InputError
 ORIENTATIONS = ("directed", "undirected")
 PLOT_HINT = 'pip install "jaxcausal[plot]" draws graph.png and training.png'
 GRAPHML_NS = "http://graphml.graphdrawing.org/xmlns"
+GO = "graph"  # RunVisuals' word to its child: graph.csv is written
+DRAW_TIMEOUT_S = 300
 
 
 def _number(text: str | None, where: str) -> float | None:
@@ -160,24 +165,86 @@ def write_graphml(path: str, edges: list[dict], names) -> None:
     graphml_tree(edges, names).write(os.fspath(path), encoding="utf-8", xml_declaration=True)
 
 
-def write_run_visuals(run_dir: str) -> str | None:
-    """Write graph.dot, and graph.png and training.png when matplotlib is installed, into run_dir.
+def write_run_visuals(run_dir: str, *, plots: bool = True, best_epoch: int | None = None) -> str | None:
+    """Write graph.dot, and with `plots` graph.png and training.png when matplotlib is installed, into run_dir.
 
-    Returns None when all three were written, else one line for the console saying why not
-    (matplotlib missing: how to get it). The run's own files are never changed.
+    Returns None when all were written, else one line for the console saying why not (matplotlib
+    missing: how to get it). best_epoch: the line on the training curves (default: summary.json's).
+    The run's own files are never changed.
     """
     run = read_run(run_dir)
     with open(os.path.join(run_dir, "graph.dot"), "w") as f:
         f.write(to_dot(run["edges"], run["names"]))
-    try:
-        import matplotlib  # noqa: F401 - only to learn whether the plot extra is installed
-    except ImportError:
+    if not plots:
+        return None
+    if importlib.util.find_spec("matplotlib") is None:
         return f"graph.dot written; {PLOT_HINT}"
     from jaxcausal import plotting
     try:
         plotting.plot_graph(run["edges"], run["names"], os.path.join(run_dir, "graph.png"))
         plotting.plot_training(run["log"], os.path.join(run_dir, "training.png"),
-                               best_epoch=run["summary"].get("best_epoch"))
+                               best_epoch=best_epoch or run["summary"].get("best_epoch"))
     except Exception as err:  # noqa: BLE001 - a figure must never fail a finished run; say why instead
         return f"graph.dot written; could not draw the plots ({type(err).__name__}: {err})"
     return None
+
+
+class RunVisuals:
+    """`write_run_visuals` with the figures drawn by a child process, which starts on training.png
+    (the log is complete) while this process searches the graph: on 2 cores that hides matplotlib's
+    import and drawing (~1.3 s). Use as a context manager; `finish()` once graph.csv is written."""
+
+    def __init__(self, run_dir: str, best_epoch: int | None, *, plots: bool = True):
+        self.run_dir, self.best_epoch, self.plots, self.child = run_dir, best_epoch, plots, None
+        if not plots or importlib.util.find_spec("matplotlib") is None:
+            return
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = f"import sys; sys.path.insert(0, {root!r}); from jaxcausal.formats import _draw_main; _draw_main()"
+        try:
+            self.child = subprocess.Popen([sys.executable, "-c", code, run_dir, str(best_epoch or 0)],
+                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True)
+        except OSError:
+            self.child = None  # drawn in this process at finish()
+
+    def finish(self) -> str | None:
+        """graph.dot, then the figures: None when all were written, else one line saying why not."""
+        if self.child is None:
+            return write_run_visuals(self.run_dir, plots=self.plots, best_epoch=self.best_epoch)
+        write_run_visuals(self.run_dir, plots=False)
+        try:
+            _, err = self.child.communicate(GO + "\n", timeout=DRAW_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.close()
+            return f"graph.dot written; the plots were not drawn within {DRAW_TIMEOUT_S} s"
+        if self.child.returncode != 0:
+            why = (err.strip().splitlines() or [f"exit code {self.child.returncode}"])[-1]
+            return f"graph.dot written; could not draw the plots ({why})"
+        return None
+
+    def close(self) -> None:
+        if self.child is not None and self.child.poll() is None:
+            self.child.kill()
+            self.child.communicate()
+
+    def __enter__(self) -> "RunVisuals":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _draw_main() -> None:
+    """The child of `RunVisuals`: training.png now, graph.png once the parent says graph.csv is written."""
+    run_dir, best_epoch = sys.argv[1], int(sys.argv[2]) or None
+    try:
+        from jaxcausal import plotting
+        plotting.plot_training(read_log(os.path.join(run_dir, "training_log.jsonl")),
+                               os.path.join(run_dir, "training.png"), best_epoch=best_epoch)
+        if sys.stdin.readline().strip() != GO:  # the parent ended without a graph
+            return
+        run = read_run(run_dir)
+        plotting.plot_graph(run["edges"], run["names"], os.path.join(run_dir, "graph.png"))
+    except Exception as err:  # noqa: BLE001 - reported by the parent as one line
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(1)

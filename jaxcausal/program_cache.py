@@ -20,7 +20,7 @@ import jaxlib
 
 FORMAT = 1  # bump when the file layout below changes
 # Settings that never reach the epoch program (the run directory, console, checkpoint cadence).
-HOST_ONLY = frozenset({"out", "overwrite", "quiet", "compile_cache", "checkpoint_every", "keep_checkpoints"})
+HOST_ONLY = frozenset({"out", "overwrite", "quiet", "plots", "compile_cache", "checkpoint_every", "keep_checkpoints"})
 
 
 @functools.cache

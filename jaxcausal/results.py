@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from jaxcausal import checkpoint, config as config_lib, export, reporting
+from jaxcausal import checkpoint, config as config_lib, export, formats, reporting
 from jaxcausal.errors import InputError
 from jaxcausal.experiment import Experiment
 from jaxcausal.metrics import THRESHOLDS
@@ -80,13 +80,13 @@ def finish_run(setup: Experiment, ckpts, run_dir: str, state: TrainState, stop_r
         best_epoch = int(state.early.best_epoch)
     else:
         best_state, best_epoch = restore_best(setup, ckpts, state)
-    t0 = time.perf_counter()
-    report = setup.search_graph(best_state.params, progress=say)
-    search_time = time.perf_counter() - t0
-    names = list(setup.prepared.dataset.names)
-    export.write_graph_files(run_dir, report, names)
-    from jaxcausal import formats  # matplotlib, when installed, loads only here
-    visuals_note = formats.write_run_visuals(run_dir)
+    with formats.RunVisuals(run_dir, best_epoch, plots=setup.cfg.train.plots) as visuals:
+        t0 = time.perf_counter()
+        report = setup.search_graph(best_state.params, progress=say)
+        search_time = time.perf_counter() - t0
+        names = list(setup.prepared.dataset.names)
+        export.write_graph_files(run_dir, report, names)
+        visuals_note = visuals.finish()
     summary = summarize(setup, report, best_epoch, state, stop_reason)
     summary.update(health=health.verdicts(), compile_time=compile_time, train_time=train_time,
                    timings={"compile": compile_time, "train": train_time, "search": search_time,
