@@ -17,7 +17,6 @@ import sys
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxcausal import config as config_lib, export, priors as priors_lib, program_cache, structure
@@ -52,11 +51,12 @@ class Experiment:
         p = self.prepared
         d = p.x_train.shape[-1]
         truth = np.zeros((d, d), np.float32) if p.truth is None else p.truth.astype(np.float32)
-        return TrainData(*(jnp.asarray(a) for a in (p.x_train, p.m_train, p.x_val, p.m_val, truth)))
+        # device_put, not jnp.asarray: the latter compiles a `stage` program per array shape.
+        return TrainData(*jax.device_put((p.x_train, p.m_train, p.x_val, p.m_val, truth)))
 
     def init_state(self) -> TrainState:
         """The fresh state of `cfg.train.seed`: one compiled program, not one per array it builds."""
-        return self._init(jnp.asarray(self.prepared.x_train[: self.batch_size]), self.cfg.train.seed)
+        return self._init(jax.device_put(self.prepared.x_train[: self.batch_size]), self.cfg.train.seed)
 
     @functools.cached_property
     def _init(self):

@@ -7,6 +7,7 @@ truth: the truth, when given, only scores it.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 
 import jax
@@ -17,9 +18,19 @@ from jaxcausal import cpdag, graphs, structure
 from jaxcausal import metrics as metrics_lib
 from jaxcausal.model import CausalSEM, edge_scores
 
-_threshold_table = jax.jit(lambda scores, truth: metrics_lib.threshold_table(
-    scores=metrics_lib.scale_scores(scores), truth=truth,
-    thresholds=jnp.asarray(metrics_lib.THRESHOLDS, jnp.float32)))
+@jax.jit
+def _threshold_table(scores, truth):
+    """The 21-threshold table of W's scores against the truth, and the index of its best F1."""
+    table = metrics_lib.threshold_table(scores=metrics_lib.scale_scores(scores), truth=truth,
+                                        thresholds=jnp.asarray(metrics_lib.THRESHOLDS, jnp.float32))
+    return table, metrics_lib.best_threshold_index(table["f1"])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _learned(model: CausalSEM, params):
+    """W, its edge scores and the lag matrices: one program, not an eager op each."""
+    return (model.apply({"params": params}, method=CausalSEM.adjacency), edge_scores(model, params),
+            model.apply({"params": params}, method=CausalSEM.lag_weights))
 
 
 def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_threshold: float, *,
@@ -37,9 +48,7 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
     lagged_coefficients (L, D, D), model, rule; with truth also thresholds (the 21-threshold table), best_index, best_threshold,
     auprc (of W) and exported (metrics of the exported graph, `cpdag.compare`).
     """
-    weights = np.asarray(model.apply({"params": params}, method=CausalSEM.adjacency), np.float32)
-    scores = np.asarray(edge_scores(model, params), np.float32)
-    lagged = np.asarray(model.apply({"params": params}, method=CausalSEM.lag_weights), np.float32)
+    weights, scores, lagged = (np.asarray(a, np.float32) for a in jax.device_get(_learned(model, params)))
     report = {"weights": weights, "scores": scores, "lagged": lagged}
     start = graphs.enforce_dag(np.where(scores > graph_threshold, scores, 0.0))
     chosen = None
@@ -67,9 +76,8 @@ def graph_report(model: CausalSEM, params, truth: np.ndarray | None, graph_thres
                       model={"noise": None, "mechanism": None, "directions": "thresholded W (no search)"},
                       rule=f"label-free: raw edge score > {graph_threshold}, cycles broken at the weakest edge")
     if truth is not None:
-        t = jnp.asarray(truth, jnp.float32)
-        table = jax.device_get(_threshold_table(jnp.asarray(scores), t))
-        best = int(metrics_lib.best_threshold_index(table["f1"]))
+        table, best = jax.device_get(_threshold_table(np.asarray(scores, np.float32), np.asarray(truth, np.float32)))
+        best = int(best)
         report.update(thresholds={k: np.asarray(v) for k, v in table.items()}, best_index=best,
                       best_threshold=float(metrics_lib.THRESHOLDS[best]),
                       auprc=float(metrics_lib.auprc(scores=scores, truth=truth)),

@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxcausal import early_stopping
@@ -77,7 +78,7 @@ def early_stopper(cfg) -> early_stopping.EarlyStopping:
 
 def make_eval_fn(model: CausalSEM, loss_fn: Callable, has_truth: bool) -> Callable:
     """`evaluate(params, weights, pressure_state, x, m, truth) -> dict`: loss, scores and the threshold table."""
-    thresholds = jnp.asarray(metrics_lib.THRESHOLDS, jnp.float32)
+    thresholds = np.asarray(metrics_lib.THRESHOLDS, np.float32)  # a constant of the program, not an eager op
 
     def evaluate(params, weights: LossWeights, pressure_state: pressure.PressureState, x, m, truth):
         loss, aux = loss_fn(params, Batch(x, m), weights, pressure_state)

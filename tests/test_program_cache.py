@@ -65,3 +65,33 @@ def test_without_the_compile_cache_nothing_is_saved(static_npz, tmp_path, monkey
     setup = _setup(static_npz, compile_cache=False)
     setup.compiled_epoch(setup.init_state(), setup.train_data())
     assert not os.listdir(tmp_path)
+
+
+def test_a_run_compiles_a_handful_of_programs_and_no_eager_ops(static_npz, tmp_path, monkeypatch):
+    import logging
+
+    from jaxcausal import training
+    names = []
+
+    class Compiles(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith("Compiling "):
+                names.append(message.split()[1])
+    handler = Compiles()
+    logger = logging.getLogger("jax._src.interpreters.pxla")
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.WARNING)
+    jax.clear_caches()  # what earlier tests compiled in this process would otherwise not be logged
+    cfg = config_lib.replace(config_lib.load_toml("smoke"), {"data": static_npz, "epochs": 2, "truth": "",
+                                                             "out": str(tmp_path / "run"), "plots": False})
+    try:
+        with jax.log_compiles(True):
+            training.train_and_evaluate(cfg)
+    finally:
+        logger.removeHandler(handler)
+    # The initial state, the epoch (exported: flat, then called), the graph's W and threshold table,
+    # the best epoch's copy.
+    expected = {"jit(init_state)", "jit(flat)", "jit(call)", "jit(epoch)", "jit(_learned)", "jit(_threshold_table)",
+                "jit(<lambda>)"}
+    assert names and set(names) <= expected, names
