@@ -72,8 +72,9 @@ class Experiment:
         cache_dir = program_cache.directory() if self.cfg.train.compile_cache else None
         allowed = b"" if self.priors is None else np.asarray(self.priors.allowed).tobytes()
         extra = allowed + bytes([self.has_truth]) + np.asarray([self.n_batches, self.batch_size]).tobytes()
-        settings = {name: value for section in config_lib.to_dict(self.cfg).values() if isinstance(section, dict)
-                    for name, value in section.items()}
+        # The data section reaches the program only through shapes, truth and priors (in the key already).
+        settings = {name: value for section, fields in config_lib.to_dict(self.cfg).items() if section != "data"
+                    for name, value in fields.items()}
         return program_cache.compiled_epoch(self.epoch_fn(), state, data, cache_dir, settings, extra)
 
     def raw_train_windows(self) -> tuple[np.ndarray, np.ndarray]:

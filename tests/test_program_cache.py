@@ -95,3 +95,15 @@ def test_a_run_compiles_a_handful_of_programs_and_no_eager_ops(static_npz, tmp_p
     expected = {"jit(init_state)", "jit(flat)", "jit(call)", "jit(epoch)", "jit(_learned)", "jit(_threshold_table)",
                 "jit(<lambda>)"}
     assert names and set(names) <= expected, names
+
+
+def test_another_file_of_the_same_shapes_reuses_the_program(static_npz, tmp_path, monkeypatch):
+    import shutil
+    monkeypatch.setattr(program_cache, "directory", lambda: str(tmp_path / "cache"))
+    setup = _setup(static_npz)
+    setup.compiled_epoch(setup.init_state(), setup.train_data())
+    copy = str(tmp_path / "copy.npz")
+    shutil.copy(static_npz, copy)
+    monkeypatch.setattr(program_cache, "_export", lambda *args: pytest.fail("traced again for a new path"))
+    other = _setup(copy)
+    other.compiled_epoch(other.init_state(), other.train_data())
