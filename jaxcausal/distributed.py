@@ -8,7 +8,8 @@ process's devices, so `population.layout` builds the same 1-D "pop" mesh over al
 member axis is split across processes exactly as it is split across local devices. On CPU the
 cross-process collectives are gloo's (TCP), unless `JAX_CPU_COLLECTIVES_IMPLEMENTATION` says otherwise.
 
-Every process runs the same program on the same host data; process 0 alone writes files. The
+Every process runs the same program on the same host data; process 0 alone writes files. Host work
+that splits into independent pieces (the bootstrap's replicates) is shared out by `spread`. The
 helpers below keep the processes in step: an InputError on one process is raised on all
 (`agreed`), so none is left waiting in a collective for a process that has already exited.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -24,8 +26,8 @@ from jaxcausal.errors import InputError
 
 # jax reads this variable itself; --coordinator overrides it.
 COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"
-# Process 0 searches the selected member's graph after training while the others wait at exit;
-# JAX's default (300 s) would fail them on a long search.
+# Process 0 writes the graph files and plots after the shared search while the others wait at exit;
+# JAX's default (300 s) would fail them on a slow write.
 SHUTDOWN_TIMEOUT_S = 3600
 
 
@@ -107,6 +109,8 @@ def initialize(opts: Options) -> None:
 
 
 def process_count() -> int:
+    if "jax" not in sys.modules:  # numpy-only callers (the search) need not load jax to learn this
+        return 1
     import jax
     return jax.process_count() if jax.distributed.is_initialized() else 1
 
@@ -140,3 +144,21 @@ def agreed(fn: Callable[[], Any], *, everywhere: bool = True) -> Any:
     if failed.size:
         raise InputError(f"process {int(failed[0])} stopped with bad input (its message says why)")
     return result
+
+
+def spread(fn: Callable[[int], Any], count: int) -> list:
+    """[fn(0), ..., fn(count - 1)] on every process, process p computing the k with k % P == p.
+    Every result must be a pytree of numpy arrays with the same structure and shapes. A collective."""
+    processes = process_count()
+    if processes == 1 or count == 0:
+        return [fn(k) for k in range(count)]
+    import jax
+    from jax.experimental import multihost_utils
+    # A process with no share (count < P) computes one anyway: its shapes are needed, its values never read.
+    ks = range(jax.process_index(), count, processes) or [jax.process_index() % count]
+    mine = agreed(lambda: [fn(k) for k in ks])
+    per = -(-count // processes)
+    mine += [mine[0]] * (per - len(mine))  # padding, never read, so every process sends the same shapes
+    stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *mine)
+    every = jax.tree.map(np.asarray, multihost_utils.process_allgather(stacked))  # leaves (P, per, ...)
+    return [jax.tree.map(lambda a: a[k % processes, k // processes], every) for k in range(count)]  # noqa: B023

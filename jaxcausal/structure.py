@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from jaxcausal import cpdag, graphs, nonlinear, search
+from jaxcausal import cpdag, distributed, graphs, nonlinear, search
 from jaxcausal.errors import InputError
 
 MIN_ROWS_PER_COLUMN = 2  # fewer complete rows than this per design column: no search, W stands
@@ -137,8 +137,9 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
     if bootstrap:
         t_boot = time.perf_counter()
         say(f"bootstrap: {bootstrap} replicates under {chosen} ...")
-        replicates = [_replicate(x_NxTxD, mask_NxTxD, lags, max_rows, penalty_discount, allowed, required,
-                                 chosen, learned, seed, k) for k in range(bootstrap)]
+        # Across processes each computes its share (k % P) and all receive every replicate, in order.
+        replicates = distributed.spread(lambda k: _replicate(x_NxTxD, mask_NxTxD, lags, max_rows, penalty_discount,
+                                                             allowed, required, chosen, learned, seed, k), bootstrap)
         out.update(_confidence(out, replicates, stable_threshold))
         out["bootstrap"] = {"replicates": bootstrap, "resampled": "windows" if x_NxTxD.shape[1] > 1 else "rows",
                             "model": chosen, "stable_threshold": stable_threshold,

@@ -220,7 +220,8 @@ def write_best_run(setup, record: population.Record, state, best_state, run_dir:
 
     Across processes every process calls it with the same (gathered) states: orbax's
     CheckpointManager is collective (its saves meet at barriers across processes) and writes only
-    from process 0, which alone writes the other files; the other processes return None."""
+    from process 0, which alone writes the other files. The others run the same graph search (its
+    --bootstrap replicates are split across all processes: `distributed.spread`) and return None."""
     from jaxcausal import checkpoint, results
     primary = distributed.is_primary()
     m = record.member
@@ -245,6 +246,8 @@ def write_best_run(setup, record: population.Record, state, best_state, run_dir:
     ckpts.wait()
     if not primary:
         ckpts.close()
+        # The same (deterministic) search as process 0's finish_run, for this process's bootstrap share.
+        msetup.search_graph((best_state if best_epoch >= 1 else state).params)
         return None
     # finish_run reads the best epoch back when it is not the last; across processes an orbax restore
     # is collective, so process 0 must not read alone. It gets the state it just saved, still in memory.

@@ -25,8 +25,9 @@ def gloo_available() -> bool:
 # on process 1. Members 0 and 1 stop early (after epochs 4 and 5) while 2 and 3 run all 6 epochs, so
 # frozen members are covered too, and the selected member (2) is trained by process 1.
 GRID = ["--lambda-sparse", "0.05,0.005", "--seeds", "2"]
+# --bootstrap 4: replicates 0 and 2 searched by process 0, 1 and 3 by process 1, then gathered.
 FLAGS = ["--epochs", "6", "--batch-size", "32", "--patience", "2", "--lr", "0.02", "--min-steps-per-epoch", "1",
-         "--path-stages", "2", "--steps-per-update", "6", "--noise", "laplace"]
+         "--path-stages", "2", "--steps-per-update", "6", "--noise", "laplace", "--bootstrap", "4"]
 
 
 def free_port() -> int:
@@ -35,8 +36,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jaxcausal.sweep", *args], cwd=ROOT, env=env, text=True,
+def start(args: list[str], env: dict, command: tuple[str, ...] = ("-m", "jaxcausal.sweep")) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *command, *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -89,6 +90,10 @@ def test_two_processes_equal_one_process(tmp_path):
     for name in ("sweep.csv", os.path.join("best", "graph.csv")):
         with open(os.path.join(two, name)) as fa, open(os.path.join(one, name)) as fb:
             assert fa.read() == fb.read(), name
+    # The gathered replicates disagree on some edge, so a replicate lost or computed twice would show.
+    graph = read_json(os.path.join(two, "best", "summary.json"))["graph"]
+    assert graph["bootstrap"]["replicates"] == 4 and graph == read_json(os.path.join(one, "best", "summary.json"))["graph"]
+    assert {e["confidence"] for e in graph["edges"]} - {1.0}, graph["edges"]
     np.testing.assert_array_equal(np.load(os.path.join(two, "best", "weights.npy")),
                                   np.load(os.path.join(one, "best", "weights.npy")))
     print(f"two processes + the one-process reference: {wall:.1f} s wall")
@@ -121,3 +126,39 @@ def test_bad_coordinator_from_the_environment(monkeypatch, capsys):
     monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:99999")
     assert cli.run(sweep.main, ["--num-processes", "2", "--process-id", "1"]) == 2
     assert "$JAX_COORDINATOR_ADDRESS: port '99999'" in capsys.readouterr().err
+
+
+# Each process runs this with its id: spread's results, in order, equal the one-process list for
+# counts that do not divide evenly and one smaller than the process count; a bad replicate on
+# process 1 alone stops both with an InputError.
+SPREAD = """
+import sys
+import numpy as np
+from jaxcausal import distributed
+from jaxcausal.errors import InputError
+distributed.initialize(distributed.Options(True, sys.argv[1], 2, int(sys.argv[2])))
+def fn(k):
+    if k == 99:
+        raise InputError("replicate 99 is bad")
+    return {"o": np.full((2, 2), k, np.int8), "c": np.arange(3, dtype=np.float32) / (k + 1),
+            "lag": np.zeros((0, 2, 2), np.float32)}
+for count in (5, 1, 4):
+    got, want = distributed.spread(fn, count), [fn(k) for k in range(count)]
+    assert len(got) == count and all(g[x].dtype == w[x].dtype and np.array_equal(g[x], w[x])
+                                     for g, w in zip(got, want) for x in w), count
+try:
+    distributed.spread(lambda k: fn(99 if k == 3 else k), 4)
+except InputError as e:
+    print("stopped:", e)
+"""
+
+
+@pytest.mark.skipif(not gloo_available(), reason="this jaxlib has no gloo CPU collectives")
+def test_spread_gives_every_process_every_result_in_order():
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    address = f"127.0.0.1:{free_port()}"
+    procs = [start([address, str(i)], env, command=("-c", SPREAD)) for i in (0, 1)]
+    (rc0, out0, err0), (rc1, out1, err1) = (finish(p, 60) for p in procs)
+    assert (rc0, rc1) == (0, 0), (err0[-2000:], err1[-2000:])
+    assert "stopped: process 1 stopped with bad input" in out0 and "stopped: replicate 99 is bad" in out1
