@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import difflib
+import os
 import re
 import sys
+import threading
 from typing import Callable
 
 from jaxcausal.errors import InputError
@@ -49,3 +52,18 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def exit_after_run(code: int) -> None:
+    """End the process with `code`, skipping only the interpreter's teardown of jax and XLA objects
+    (~0.3 s): the exit handlers run and the streams are flushed first. While a non-daemon thread is
+    still alive, the normal exit, which waits for it, is taken instead."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # logging, jax.distributed, orbax and tempfile clean-ups, as at a normal exit
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing left to say to it
+            pass
+    os._exit(code)
