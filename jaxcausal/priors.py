@@ -15,6 +15,7 @@ Every contradiction is an InputError of one line naming the file(s). numpy only.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Sequence
 
@@ -57,6 +58,18 @@ class Priors:
             parts.append(f"{self.n_tiers} tiers")
         blocked = int((~self.allowed).sum() - self.allowed.shape[1])  # the D self-loops are always off
         return f"prior knowledge: {', '.join(parts)}; {blocked} parent slot(s) closed"
+
+
+def fingerprint(priors: Priors | None) -> str:
+    """sha256 of the allowed and required masks ("none" without priors): of what is enforced, not of the
+    file names, so a resume after a prior file was edited is refused."""
+    if priors is None:
+        return "none"
+    h = hashlib.sha256()
+    for mask in (priors.allowed, priors.required):
+        h.update(repr(mask.shape).encode())
+        h.update(np.ascontiguousarray(mask, dtype=bool).tobytes())
+    return h.hexdigest()[:16]
 
 
 def _read_rows(path: str, flag: str) -> list[tuple[int, list[str]]]:

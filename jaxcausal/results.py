@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from jaxcausal import checkpoint, config as config_lib, export, formats, reporting
+from jaxcausal import checkpoint, config as config_lib, export, formats, priors as priors_lib, reporting
 from jaxcausal.errors import InputError
 from jaxcausal.experiment import Experiment
 from jaxcausal.metrics import THRESHOLDS
@@ -50,7 +50,8 @@ def checkpoint_meta(setup: Experiment, state: TrainState, stop_reason: str | Non
     return reporting.clean({
         "epoch": int(state.epoch), "best_epoch": int(state.early.best_epoch),
         "config": config_lib.to_dict(setup.cfg), "config_fingerprint": config_lib.fingerprint(setup.cfg),
-        "data_fingerprint": setup.prepared.fingerprint, "data_shape": list(setup.prepared.dataset.x.shape),
+        "data_fingerprint": setup.prepared.fingerprint,
+        "priors_fingerprint": priors_lib.fingerprint(setup.priors), "data_shape": list(setup.prepared.dataset.x.shape),
         "standardizer": setup.prepared.standardizer.to_dict(), "stop_reason": stop_reason,
     })
 

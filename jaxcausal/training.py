@@ -16,7 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxcausal import checkpoint, config as config_lib, reporting, rundir
+from jaxcausal import checkpoint, config as config_lib, priors as priors_lib, reporting, rundir
 from jaxcausal.errors import InputError
 from jaxcausal.experiment import Experiment, build, use_compile_cache
 from jaxcausal.prepare import Prepared, prepare
@@ -146,6 +146,10 @@ def resume_state(setup: Experiment, ckpts: checkpoint.Checkpoints, run_dir: str)
     if meta.get("data_fingerprint") != setup.prepared.fingerprint:
         raise InputError(f"{run_dir}: the data differ from the run's (fingerprint {meta.get('data_fingerprint')} "
                          f"vs {setup.prepared.fingerprint}); resume with the original --data/--truth")
+    # Checkpoints from before priors were fingerprinted carry none; they are taken as made without priors.
+    if steps and meta.get("priors_fingerprint", "none") != priors_lib.fingerprint(setup.priors):
+        raise InputError(f"{run_dir}: the prior knowledge differs from the run's (--forbid/--require/--tiers "
+                         f"files changed since it started); resume with the original files or start a new run")
     rundir.check_resumable(config_lib.from_dict(meta["config"], where=f"{run_dir} checkpoint"), setup.cfg, run_dir)
     for skipped in [s for s in steps if s > step]:  # unreadable, and in the way of saving that epoch again
         ckpts.delete(skipped)

@@ -304,3 +304,21 @@ def test_equivalence_class_export_keeps_prior_orientations():
     pdag = chosen["orientation"]
     assert pdag[1, 0] == 0 and pdag[0, 1] == 1  # a -> b, never a -- b
     assert pdag[0, 2] == 1 and pdag[2, 0] == 0  # a -> c, as required
+
+
+def test_resume_refuses_a_prior_file_edited_since_the_run_started(tmp_path, capsys):
+    """The files are fingerprinted by what they enforce: same path, new content -> one line, exit 2."""
+    data = write_static_npz(tmp_path / "static.npz")
+    forbid = write(tmp_path / "forbid.csv", "cause,effect\nx0,x1\n")
+    run = str(tmp_path / "run")
+    code, _, err = train_main(["--config", "smoke", "--data", data, "--out", run, "--quiet", "--forbid", forbid,
+                               "--epochs", "2"], capsys)
+    assert code == 0, err[-3000:]
+    write(tmp_path / "forbid.csv", "cause,effect\nx1,x0\n")
+    code, _, err = train_main(["--resume", run, "--epochs", "3", "--quiet"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and "prior knowledge differs" in lines[-1] and "Traceback" not in err, err
+    # The original content resumes.
+    write(tmp_path / "forbid.csv", "cause,effect\nx0,x1\n")
+    code, _, err = train_main(["--resume", run, "--epochs", "3", "--quiet"], capsys)
+    assert code == 0, err[-3000:]
