@@ -146,17 +146,19 @@ def agreed(fn: Callable[[], Any], *, everywhere: bool = True) -> Any:
     return result
 
 
-def spread(fn: Callable[[int], Any], count: int) -> list:
+def spread(fn: Callable[[int], Any], count: int, local_map: Callable | None = None) -> list:
     """[fn(0), ..., fn(count - 1)] on every process, process p computing the k with k % P == p.
-    Every result must be a pytree of numpy arrays with the same structure and shapes. A collective."""
+    Every result must be a pytree of numpy arrays with the same structure and shapes. A collective.
+    local_map(fn, ks): how a process computes its own share (default: in order, here)."""
+    local_map = local_map or (lambda f, ks: [f(k) for k in ks])
     processes = process_count()
     if processes == 1 or count == 0:
-        return [fn(k) for k in range(count)]
+        return local_map(fn, range(count))
     import jax
     from jax.experimental import multihost_utils
     # A process with no share (count < P) computes one anyway: its shapes are needed, its values never read.
     ks = range(jax.process_index(), count, processes) or [jax.process_index() % count]
-    mine = agreed(lambda: [fn(k) for k in ks])
+    mine = agreed(lambda: local_map(fn, ks))
     per = -(-count // processes)
     mine += [mine[0]] * (per - len(mine))  # padding, never read, so every process sends the same shapes
     stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *mine)

@@ -14,12 +14,13 @@ numpy only: it runs once per export, on the host.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import time
 
 import numpy as np
 
-from jaxcausal import cpdag, distributed, graphs, nonlinear, search
+from jaxcausal import cpdag, distributed, graphs, nonlinear, parallel, search
 from jaxcausal.errors import InputError
 
 MIN_ROWS_PER_COLUMN = 2  # fewer complete rows than this per design column: no search, W stands
@@ -137,9 +138,11 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
     if bootstrap:
         t_boot = time.perf_counter()
         say(f"bootstrap: {bootstrap} replicates under {chosen} ...")
-        # Across processes each computes its share (k % P) and all receive every replicate, in order.
-        replicates = distributed.spread(lambda k: _replicate(x_NxTxD, mask_NxTxD, lags, max_rows, penalty_discount,
-                                                             allowed, required, chosen, learned, seed, k), bootstrap)
+        # Across processes each computes its share (k % P) and all receive every replicate, in order;
+        # within one, the share is split over the machine's cores when it is long enough.
+        replicate = functools.partial(_replicate, x_NxTxD, mask_NxTxD, lags, max_rows, penalty_discount,
+                                      allowed, required, chosen, learned, seed)
+        replicates = distributed.spread(replicate, bootstrap, parallel.map_items)
         out.update(_confidence(out, replicates, stable_threshold))
         out["bootstrap"] = {"replicates": bootstrap, "resampled": "windows" if x_NxTxD.shape[1] > 1 else "rows",
                             "model": chosen, "stable_threshold": stable_threshold,
