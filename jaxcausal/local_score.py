@@ -7,6 +7,7 @@ problem is one (target, candidate set) pair, batched as rows of (B, A) masks.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -40,6 +41,16 @@ class Design:
         self.cov = cov
         self.cache: dict = {}  # (noise, sigma2, target, candidate bits) -> its grow-shrink result
         self.zpad = np.concatenate([self.z, np.zeros((n, 1))], axis=1)
+
+    def __getstate__(self) -> dict:  # a copy sent to a worker process starts with an empty cache
+        return {**self.__dict__, "cache": {}}
+
+    def with_own_cache(self) -> Design:
+        """This design with an empty cache of its own. A fit depends in its last bits on the batch it
+        was computed in, so a search that starts empty gives the same answer wherever it runs."""
+        fresh = copy.copy(self)
+        fresh.cache = {}
+        return fresh
 
     @property
     def n(self) -> int:

@@ -1,25 +1,30 @@
-"""Independent host-side work (bootstrap replicates) shared with this machine's other cores.
+"""Independent host-side work (search restarts, noise models, bootstrap replicates) shared with this
+machine's other cores.
 
 The search is numpy on one thread (OpenBLAS is pinned to one, `__init__`), so on a machine with more
-than one core a long list of replicates is split between this process and fresh worker
-interpreters. Workers are plain `python -c` processes, not multiprocessing's: those re-import the
-caller's `__main__`, which re-runs a user's unguarded script. A worker imports only numpy and the
-function's module (never jax), takes the caller's sys.path and (fn, items) as one pickle on stdin and returns the results as
-one pickle; its own prints go to stderr. Results are bit-identical to computing them here: the
-same numpy, one thread, and each item carries its own seed.
+than one core independent pieces are split between this process and worker interpreters. Workers
+are plain `python -c` processes, not multiprocessing's: those re-import the caller's `__main__`,
+which re-runs a user's unguarded script. A worker imports only numpy and the function's module
+(never jax), and lives for one `Workers` block: each `map` sends it (fn, items) as a length-prefixed
+pickle on stdin and reads the results back the same way on stdout; the worker's own prints go to
+stderr. Results are bit-identical to computing them here: the same numpy, one thread, and each item
+carries its own seed.
 """
 from __future__ import annotations
 
 import os
 import pickle
 import signal
+import struct
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Callable
 
-WORTH_S = 1.5  # starting a worker costs ~0.3 s of one core (interpreter and numpy): split only longer work
+WORTH_S = 1.0  # starting a worker costs ~0.3 s of one core (interpreter and numpy): split only longer work
 _WORKER = "import jaxcausal.parallel as p; p._serve()"
+_HEADER = struct.Struct("<Q")
 
 
 def cores() -> int:
@@ -29,82 +34,143 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def map_items(fn: Callable[[Any], Any], items, workers: int | None = None) -> list:
-    """[fn(item) for item in items], in order. fn must pickle (a module-level function or a
-    functools.partial of one). workers None: the first item runs here, and when the rest would take
-    longer than WORTH_S they are split over this process and cores() - 1 workers; an int forces
-    that many processes in all (this one included)."""
-    items = list(items)
-    if not items:
-        return []
-    out = []
-    if workers is None:
+class Workers:
+    """Up to `processes - 1` worker interpreters (default: one per further core), started on first
+    use and closed when the block ends. `processes=1` computes everything here."""
+
+    def __init__(self, processes: int | None = None):
+        self.processes = cores() if processes is None else max(1, processes)
+        self._procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(kill=exc[0] is not None)
+
+    @property
+    def started(self) -> bool:
+        """Whether a worker is running (a later map then costs no start-up)."""
+        return bool(self._procs)
+
+    def map(self, fn: Callable[[Any], Any], items) -> list:
+        """[fn(item) for item in items] in order, split over this process and the workers. fn must
+        pickle (a module-level function or a functools.partial of one)."""
+        items = list(items)
+        n = min(self.processes, len(items))
+        if n <= 1:
+            return [fn(item) for item in items]
+        shares = [items[w::n] for w in range(n)]
+        procs = self._started(n - 1)
+        try:
+            # Sent from threads: a worker still starting reads nothing yet, and a message larger than
+            # the pipe's buffer would hold this process back from its own share until it does.
+            senders = [threading.Thread(target=_send, args=(proc.stdin, _dumps((fn, share))), daemon=True)
+                       for proc, share in zip(procs, shares[1:])]
+            for t in senders:
+                t.start()
+            results = [None] * len(items)
+            results[0::n] = [fn(item) for item in shares[0]]
+            for t in senders:
+                t.join()
+            for w, proc in enumerate(procs, start=1):
+                results[w::n] = _reply(proc)
+        except BaseException:
+            self.close(kill=True)  # a worker may still be busy with a share nobody will read
+            raise
+        return results
+
+    def map_long(self, fn: Callable[[Any], Any], items, later: int = 0) -> list:
+        """`map`, but the first item runs here first, timed, and the rest are split only when they
+        (and `later` items of about the same cost that later maps will bring) would take longer
+        than WORTH_S."""
+        items = list(items)
+        if not items:
+            return []
         t = time.perf_counter()
-        out.append(fn(items[0]))
-        items = items[1:]
-        workers = cores() if (time.perf_counter() - t) * len(items) > WORTH_S else 1
-    workers = max(1, min(workers, len(items)))
-    if workers == 1:
-        return out + [fn(item) for item in items]
-    shares = [items[w::workers] for w in range(workers)]
-    procs = [_start(fn, share) for share in shares[1:]]
-    try:
-        mine = [fn(item) for item in shares[0]]
-        theirs = [_collect(proc) for proc in procs]
-    finally:
-        for proc in procs:  # after an error here or in one worker, the others are not waited for
-            if proc.poll() is None:
+        first = fn(items[0])
+        rest = items[1:]
+        if not self.started and (time.perf_counter() - t) * (len(rest) + later) <= WORTH_S:
+            return [first] + [fn(item) for item in rest]
+        return [first] + self.map(fn, rest)
+
+    def _started(self, count: int) -> list[subprocess.Popen]:
+        while len(self._procs) < count:
+            proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._procs.append(proc)
+            _send(proc.stdin, _dumps(sys.path))  # first, so the functions' modules are found where they were found here
+        return self._procs[:count]
+
+    def close(self, kill: bool = False) -> None:
+        for proc in self._procs:
+            if kill and proc.poll() is None:
                 proc.kill()
+            for pipe in (proc.stdin, proc.stdout):
+                try:
+                    pipe.close()  # end of input: the worker exits
+                except OSError:
+                    pass
             proc.wait()
-            proc.stdout.close()
-    results = [None] * len(items)
-    for w, share in enumerate([mine, *theirs]):
-        results[w::workers] = share
-    return out + results
+        self._procs = []
 
 
-def _start(fn, share) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def map_items(fn: Callable[[Any], Any], items, processes: int | None = None) -> list:
+    """[fn(item) for item in items] in order: `Workers.map_long` with its own workers, or with an
+    int, `Workers(processes).map` (this process included)."""
+    with Workers(processes) as workers:
+        return workers.map_long(fn, items) if processes is None else workers.map(fn, items)
+
+
+def _dumps(obj) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _send(pipe, data: bytes) -> None:
     try:
-        # sys.path first, so the function's module is found where it was found here
-        work = pickle.dumps((fn, share), protocol=pickle.HIGHEST_PROTOCOL)
-        proc.stdin.write(pickle.dumps((sys.path, work), protocol=pickle.HIGHEST_PROTOCOL))
-        proc.stdin.close()
-    except BrokenPipeError:  # it died starting; _collect reports its exit code
+        pipe.write(_HEADER.pack(len(data)) + data)
+        pipe.flush()
+    except BrokenPipeError:  # it died; _reply reports its exit code
         pass
-    return proc
 
 
-def _collect(proc: subprocess.Popen) -> list:
-    payload = proc.stdout.read()
-    proc.wait()
-    proc.stdout.close()
-    if proc.returncode != 0 or not payload:
-        raise RuntimeError(f"a worker process exited with code {proc.returncode} before returning its results")
-    ok, value = pickle.loads(payload)
+def _read(pipe) -> bytes | None:
+    """One message's bytes; None at the end of input."""
+    header = pipe.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    data = pipe.read(size)
+    return data if len(data) == size else None
+
+
+def _reply(proc: subprocess.Popen) -> list:
+    data = _read(proc.stdout)
+    if data is None:
+        raise RuntimeError(f"a worker process exited with code {proc.wait()} before returning its results")
+    ok, value = pickle.loads(data)
     if not ok:
         raise value
     return value
 
 
 def _serve() -> None:
-    """A worker's body: read (fn, items), write (True, results) or (False, exception)."""
+    """A worker's body: read sys.path, then per message (fn, items), answer (True, results) or
+    (False, exception); exit at the end of input."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it kills its workers
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything the work prints goes to stderr, not into the result pipe
-    path, work = pickle.loads(sys.stdin.buffer.read())
-    sys.path[:] = path
-    fn, items = pickle.loads(work)
-    try:
-        reply = (True, [fn(item) for item in items])
-    except Exception as e:  # noqa: BLE001 (handed back to the caller, which raises it)
-        reply = (False, e)
-    try:
-        payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:  # noqa: BLE001 (an exception that does not pickle)
-        payload = pickle.dumps((False, RuntimeError(f"in a worker process: {e!r}")))
-    try:
-        out.write(payload)
-        out.close()
-    except BrokenPipeError:  # the caller is gone (killed): nobody wants the results
-        pass
+    inp = sys.stdin.buffer
+    path = _read(inp)
+    if path is None:
+        return
+    sys.path[:] = pickle.loads(path)
+    while (work := _read(inp)) is not None:
+        try:
+            fn, items = pickle.loads(work)
+            reply = _dumps((True, [fn(item) for item in items]))
+        except Exception as e:  # noqa: BLE001 (handed back to the caller, which raises it)
+            try:
+                reply = _dumps((False, e))
+            except Exception:  # noqa: BLE001 (an exception that does not pickle)
+                reply = _dumps((False, RuntimeError(f"in a worker process: {e!r}")))
+        _send(out, reply)

@@ -20,6 +20,7 @@ The local scores and grow-shrink live in `local_score.py`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 
 import numpy as np
@@ -212,28 +213,37 @@ def widen_local(design: Design, state: State, noise: str, sigma2: float) -> bool
     return grew
 
 
-def search(design: Design, starts, noise: str, *, max_sweeps: int = 50, progress=None) -> State:
-    """The best state over `starts` (orders) for one noise model; the equal-variance model
-    alternates the search with re-estimating its shared variance until the graph stops changing."""
+def search(design: Design, starts, noise: str, *, max_sweeps: int = 50, progress=None, map_=None) -> State:
+    """The best state over `starts` (orders) for one noise model, the first on a tie; the
+    equal-variance model alternates the search with re-estimating its shared variance until the
+    graph stops changing. map_(fn, starts): how the starts are searched (default: one by one,
+    here; `parallel.Workers.map` shares them with worker processes). Each start is searched on its
+    own, so the answer is the same either way."""
+    one = functools.partial(search_from, design, noise=noise, max_sweeps=max_sweeps, progress=progress)
     best = None
-    for order in starts:
-        if noise != "gauss_ev":
-            state = best_order_search(design, order, noise, max_sweeps=max_sweeps, progress=progress)
-        else:
-            sigma2 = float(state_from_order(design, consistent_order(order, design.required[: design.d]),
-                                            "gauss_nv").rss.mean())
-            state, seen = None, set()
-            for _ in range(EV_PASSES):
-                state = best_order_search(design, order if state is None else state.order, noise,
-                                          sigma2=sigma2, max_sweeps=max_sweeps, progress=progress)
-                key = edges_key(state)
-                sigma2 = float(state.rss.mean())
-                if key in seen:
-                    break
-                seen.add(key)
+    for state in (map_ or (lambda fn, xs: [fn(x) for x in xs]))(one, starts):
         if best is None or objective(design, state, noise) < objective(design, best, noise):
             best = state
     return best
+
+
+def search_from(design: Design, order, *, noise: str, max_sweeps: int = 50, progress=None) -> State:
+    """The search from one start order, with a grow-shrink cache of its own (see `with_own_cache`)."""
+    design = design.with_own_cache()
+    if noise != "gauss_ev":
+        return best_order_search(design, order, noise, max_sweeps=max_sweeps, progress=progress)
+    sigma2 = float(state_from_order(design, consistent_order(order, design.required[: design.d]),
+                                    "gauss_nv").rss.mean())
+    state, seen = None, set()
+    for _ in range(EV_PASSES):
+        state = best_order_search(design, order if state is None else state.order, noise,
+                                  sigma2=sigma2, max_sweeps=max_sweeps, progress=progress)
+        key = edges_key(state)
+        sigma2 = float(state.rss.mean())
+        if key in seen:
+            break
+        seen.add(key)
+    return state
 
 
 def edges_key(state: State) -> tuple:

@@ -76,6 +76,15 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
     choice and the scores behind it), `rows`, `seconds`, and with bootstrap `confidence` (D, D),
     `lagged_confidence` (L, D, D) and `bootstrap`.
     """
+    with parallel.Workers() as workers:  # started only if the search turns out long enough
+        return _choose_graph(x_NxTxD, mask_NxTxD, n_lags=n_lags, noise=noise, mechanism=mechanism,
+                             start_DxD=start_DxD, penalty_discount=penalty_discount, max_rows=max_rows,
+                             allowed=allowed, required=required, bootstrap=bootstrap,
+                             stable_threshold=stable_threshold, seed=seed, progress=progress, workers=workers)
+
+
+def _choose_graph(x_NxTxD, mask_NxTxD, *, n_lags, noise, mechanism, start_DxD, penalty_discount, max_rows,
+                  allowed, required, bootstrap, stable_threshold, seed, progress, workers) -> dict | None:
     t0 = time.perf_counter()
     d = x_NxTxD.shape[-1]
     lags = min(n_lags, x_NxTxD.shape[1] - 1)
@@ -94,7 +103,16 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
     # Restarts guard against the local optima of single relocation moves; the score decides. The
     # other models start from the Gaussian optimum, which lies in the right class when they hold.
     say(f"search: gauss_nv from {len(starts := restarts(learned, d, seed))} orders ...")
-    nv = search.search(design, starts, "gauss_nv")
+    linear = [m for m in candidates if m not in ("gauss_nv", MLP)]
+    # The first start is timed here; when the search looks long (these starts, then about two for
+    # each other linear model), the rest is shared with a worker process.
+    nv = search.search(design, starts, "gauss_nv",
+                       map_=functools.partial(workers.map_long, later=2 * len(linear)))
+    if linear:
+        say(f"search: {', '.join(linear)} ...")
+    # Independent of each other: side by side when a worker is running already.
+    other = (workers.map if workers.started else _serial)(
+        functools.partial(_search_linear, design, nv_order=nv.order, learned=learned), linear)
     for model in candidates:
         designs[model] = design
         if model == "gauss_nv":
@@ -112,10 +130,10 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
                 candidates = candidates[:-1]
                 break
             say(f"search: {model} ...")
+            # In this process: its starts share the MLP fits' memo, worth more than a second core.
             states[model] = search.search(designs[model], _unique([nv.order, learned, *starts[:3]]), "gauss_nv")
         else:
-            say(f"search: {model} ...")
-            designs[model], states[model] = _search_other(design, model, nv.order, learned)
+            states[model] = other[linear.index(model)]
         noise_of = model.split("+")[0]
         scores[model] = {"bic": search.bic(designs[model], states[model], noise_of),
                          "nll": search.nll(designs[model], states[model], noise_of),
@@ -142,7 +160,7 @@ def choose_graph(x_NxTxD: np.ndarray, mask_NxTxD: np.ndarray, *, n_lags: int, no
         # within one, the share is split over the machine's cores when it is long enough.
         replicate = functools.partial(_replicate, x_NxTxD, mask_NxTxD, lags, max_rows, penalty_discount,
                                       allowed, required, chosen, learned, seed)
-        replicates = distributed.spread(replicate, bootstrap, parallel.map_items)
+        replicates = distributed.spread(replicate, bootstrap, workers.map_long)
         out.update(_confidence(out, replicates, stable_threshold))
         out["bootstrap"] = {"replicates": bootstrap, "resampled": "windows" if x_NxTxD.shape[1] > 1 else "rows",
                             "model": chosen, "stable_threshold": stable_threshold,
@@ -186,6 +204,14 @@ def _mlp_probe(mlp_design, linear: search.State) -> search.State:
 def _mlp_design(design):
     return nonlinear.make_mlp_design(design.z, design.d, penalty_discount=design.pen / (0.5 * np.log(design.n)),
                                      allowed=design.allowed, required=design.required)
+
+
+def _serial(fn, items) -> list:
+    return [fn(item) for item in items]
+
+
+def _search_linear(design, model: str, *, nv_order, learned) -> search.State:
+    return _search_other(design, model, nv_order, learned)[1]
 
 
 def _search_other(design, model, nv_order, learned):

@@ -13,21 +13,44 @@ from jaxcausal.data import simulate
 from jaxcausal.errors import InputError
 
 
-def _replicate_args():
-    ds = simulate(seed=4, d=6, noise="laplace", n_windows=400, n_edges=6)
-    return functools.partial(structure._replicate, ds.x, ds.mask, 0, 20000, 2.0, None, None, "laplace",
-                             list(range(6)), 3)
+def _data():
+    return simulate(seed=4, d=6, noise="laplace", n_windows=400, n_edges=6)
+
+
+def _assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for name in a:
+        if isinstance(a[name], np.ndarray):
+            assert np.array_equal(a[name], b[name]), name
+        elif isinstance(a[name], dict):
+            _assert_same(a[name], b[name])
+        elif name != "seconds":  # wall times
+            assert a[name] == b[name], name
 
 
 def test_replicates_in_worker_processes_equal_those_computed_here():
-    replicate = _replicate_args()
+    ds = _data()
+    replicate = functools.partial(structure._replicate, ds.x, ds.mask, 0, 20000, 2.0, None, None, "laplace",
+                                  list(range(6)), 3)
     here = [replicate(k) for k in range(5)]
-    shared = parallel.map_items(replicate, range(5), workers=2)  # items 1 and 3 run in a worker
+    shared = parallel.map_items(replicate, range(5), processes=2)  # items 1 and 3 run in a worker
     assert len(shared) == 5
     for a, b in zip(here, shared):
-        assert a.keys() == b.keys()
-        for name in a:
-            assert np.array_equal(a[name], b[name]), name
+        _assert_same(a, b)
+
+
+def test_the_whole_search_split_over_workers_equals_the_search_here(monkeypatch):
+    ds = _data()
+    kw = dict(n_lags=0, bootstrap=3, seed=2)
+    monkeypatch.setattr(parallel, "WORTH_S", float("inf"))
+    here = structure.choose_graph(ds.x, ds.mask, **kw)
+    monkeypatch.setattr(parallel, "WORTH_S", 0.0)  # restarts, the other noise models and the replicates
+    started = []
+    monkeypatch.setattr(parallel.Workers, "_started", lambda self, n, f=parallel.Workers._started:
+                        started.append(n) or f(self, n))
+    shared = structure.choose_graph(ds.x, ds.mask, **kw)
+    assert started  # the split did happen
+    _assert_same(here, shared)
 
 
 def _fails_on_odd(k):
@@ -42,9 +65,11 @@ def _worker_modules(_):
 
 def test_an_error_in_a_worker_is_raised_here_and_workers_never_import_jax():
     with pytest.raises(InputError, match="item 1 is bad"):
-        parallel.map_items(_fails_on_odd, range(2), workers=2)
-    (_, pid_here), (has_jax, pid_there) = parallel.map_items(_worker_modules, range(2), workers=2)
-    assert pid_there != pid_here and not has_jax
+        parallel.map_items(_fails_on_odd, range(2), processes=2)
+    with parallel.Workers(2) as workers:
+        (_, pid_here), (has_jax, pid_there) = workers.map(_worker_modules, range(2))
+        assert pid_there != pid_here and not has_jax
+        assert workers.map(_worker_modules, range(2))[1][1] == pid_there  # one worker serves every map
 
 
 def test_short_work_stays_in_this_process():

@@ -159,3 +159,14 @@ def test_a_relocation_lands_on_the_best_position_found_by_refitting_every_order(
         else:
             assert min(totals) >= before - 1e-6 * max(1.0, abs(before))
     assert state.moves > 0  # the start was not optimal: some relocation was checked against the refit
+
+
+def test_each_start_is_searched_as_if_alone():
+    # Fits depend in their last bits on the batch they were computed in: a start searched after
+    # others must not reuse their cached fits, or its answer would depend on where it ran.
+    ds = _rows(3, d=10, n=500, n_edges=20)
+    design = search.make_design(ds.x[:, 0, :], 10)
+    starts = structure.restarts(list(range(10)), 10, 0)
+    after_others = [search.search_from(design, s, noise="gauss_nv") for s in starts]
+    alone = [search.search_from(search.make_design(ds.x[:, 0, :], 10), s, noise="gauss_nv") for s in starts]
+    assert [(s.total, s.order) for s in after_others] == [(s.total, s.order) for s in alone]
