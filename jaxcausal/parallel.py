@@ -55,13 +55,20 @@ class Workers:
 
     def map(self, fn: Callable[[Any], Any], items) -> list:
         """[fn(item) for item in items] in order, split over this process and the workers. fn must
-        pickle (a module-level function or a functools.partial of one)."""
+        pickle (a module-level function or a functools.partial of one). An exception fn raises in a
+        worker is raised here; a worker that cannot start or dies (killed, out of memory) only costs
+        time: its share is computed here, and so is everything after."""
         items = list(items)
         n = min(self.processes, len(items))
         if n <= 1:
             return [fn(item) for item in items]
         shares = [items[w::n] for w in range(n)]
-        procs = self._started(n - 1)
+        try:
+            procs = self._started(n - 1)
+        except OSError:  # no interpreter to start (an embedded Python), or no processes left
+            self.close(kill=True)
+            self.processes = 1
+            return [fn(item) for item in items]
         try:
             # Sent from threads: a worker still starting reads nothing yet, and a message larger than
             # the pipe's buffer would hold this process back from its own share until it does.
@@ -74,10 +81,16 @@ class Workers:
             for t in senders:
                 t.join()
             for w, proc in enumerate(procs, start=1):
-                results[w::n] = _reply(proc)
+                try:
+                    results[w::n] = _reply(proc)
+                except _Lost:
+                    results[w::n] = [fn(item) for item in shares[w]]
+                    self.processes = 1
         except BaseException:
             self.close(kill=True)  # a worker may still be busy with a share nobody will read
             raise
+        if self.processes == 1:
+            self.close(kill=True)
         return results
 
     def map_long(self, fn: Callable[[Any], Any], items, later: int = 0) -> list:
@@ -143,10 +156,14 @@ def _read(pipe) -> bytes | None:
     return data if len(data) == size else None
 
 
+class _Lost(Exception):
+    """A worker ended without answering."""
+
+
 def _reply(proc: subprocess.Popen) -> list:
     data = _read(proc.stdout)
     if data is None:
-        raise RuntimeError(f"a worker process exited with code {proc.wait()} before returning its results")
+        raise _Lost(f"a worker process exited with code {proc.wait()} before returning its results")
     ok, value = pickle.loads(data)
     if not ok:
         raise value

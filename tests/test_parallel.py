@@ -74,3 +74,18 @@ def test_an_error_in_a_worker_is_raised_here_and_workers_never_import_jax():
 
 def test_short_work_stays_in_this_process():
     assert parallel.map_items(_worker_modules, range(3)) == [(("jax" in sys.modules), os.getpid())] * 3
+
+
+def _dies_in_a_worker(parent_pid, item):
+    if os.getpid() != parent_pid:
+        os._exit(3)  # as a worker killed for memory would end
+    return item, os.getpid()
+
+
+def test_a_worker_that_dies_or_cannot_start_only_costs_time(monkeypatch):
+    here = os.getpid()
+    with parallel.Workers(2) as workers:
+        assert workers.map(functools.partial(_dies_in_a_worker, here), range(4)) == [(k, here) for k in range(4)]
+        assert not workers.started and workers.map(_worker_modules, range(2))[1][1] == here  # no new worker
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    assert parallel.map_items(_worker_modules, range(3), processes=2) == [(("jax" in sys.modules), here)] * 3
