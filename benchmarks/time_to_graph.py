@@ -118,6 +118,12 @@ def main(argv=None) -> int:
     if args.case not in cases_lib.BY_NAME or cases_lib.BY_NAME[args.case].series:
         p.error(f"--case must be a static case of cases.py, got {args.case!r}")
     case = cases_lib.BY_NAME[args.case]
+    peers = [q for q in args.peers.split(",") if q]
+    missing = [q for q in peers if peers_lib.version_of(q) is None]
+    if missing:  # checked first: a table with a peer's import error in it must not replace the last good one
+        print(f"time_to_graph: peer(s) {', '.join(missing)} not installed; pip install -e '.[bench]' "
+              "(and the peers venv, benchmarks/README.md), or leave them out with --peers", file=sys.stderr)
+        return 2
     data = cases_lib.generate(case, cases_lib.SEED_BASE)
     report = {"machine": machine(), "case": case.name, "seed": cases_lib.SEED_BASE, "rows": int(data.x.shape[0]),
               "d": int(data.x.shape[-1]), "repeats": args.repeats, "jaxcausal": {}, "peers": {},
@@ -129,7 +135,7 @@ def main(argv=None) -> int:
         for name, data_args in targets:
             print(f"jaxcausal on {name}:", flush=True)
             report["jaxcausal"][name] = cold_and_warm(data_args, args.repeats)
-    for peer in [q for q in args.peers.split(",") if q]:
+    for peer in peers:
         load = os.getloadavg()[0]
         r = peers_lib.run_peer(peer, data.x)
         report["peers"][peer] = {k: r.get(k) for k in ("status", "wall_s", "fit_s")}
