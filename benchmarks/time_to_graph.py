@@ -2,6 +2,7 @@
 
     python benchmarks/time_to_graph.py                 # built-in dataset + gauss-er2-d20-std, 1 warm repeat
     python benchmarks/time_to_graph.py --repeats 3 --case laplace-er2-d20-std
+    python benchmarks/time_to_graph.py --repeats 3 --no-plots --out benchmarks/results/no_plots   # as the core install runs
 
 Each measurement is a fresh `python -m jaxcausal.train` process as a user starts it (default
 settings, console on, no ground truth). JAXCAUSAL_CACHE_DIR points at a new empty temp directory
@@ -113,6 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="warm runs after each cold run")
     p.add_argument("--peers", default=",".join(peers_lib.STATIC_PEERS))
     p.add_argument("--no-builtin", action="store_true", help="skip the built-in dataset")
+    p.add_argument("--no-plots", action="store_true",
+                   help="pass --no-plots to jaxcausal: a run as the core install (no matplotlib) makes it")
     p.add_argument("--out", default=RESULTS)
     args = p.parse_args(argv)
     if args.case not in cases_lib.BY_NAME or cases_lib.BY_NAME[args.case].series:
@@ -126,12 +129,13 @@ def main(argv=None) -> int:
         return 2
     data = cases_lib.generate(case, cases_lib.SEED_BASE)
     report = {"machine": machine(), "case": case.name, "seed": cases_lib.SEED_BASE, "rows": int(data.x.shape[0]),
-              "d": int(data.x.shape[-1]), "repeats": args.repeats, "jaxcausal": {}, "peers": {},
+              "d": int(data.x.shape[-1]), "repeats": args.repeats, "no_plots": args.no_plots, "jaxcausal": {}, "peers": {},
               "jaxcausal_commit": git_commit(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.npz")
         jaxcausal_cli.save_npz(path, data.x, data.names)
-        targets = ([] if args.no_builtin else [("builtin", [])]) + [(case.name, ["--data", path])]
+        plots = ["--no-plots"] if args.no_plots else []
+        targets = ([] if args.no_builtin else [("builtin", plots)]) + [(case.name, ["--data", path, *plots])]
         for name, data_args in targets:
             print(f"jaxcausal on {name}:", flush=True)
             report["jaxcausal"][name] = cold_and_warm(data_args, args.repeats)
