@@ -109,7 +109,8 @@ class Workers:
 
     def _started(self, count: int) -> list[subprocess.Popen]:
         while len(self._procs) < count:
-            proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(os.getpid())], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE)
             self._procs.append(proc)
             _send(proc.stdin, _dumps(sys.path))  # first, so the functions' modules are found where they were found here
         return self._procs[:count]
@@ -170,10 +171,23 @@ def _reply(proc: subprocess.Popen) -> list:
     return value
 
 
+def _die_with(parent: int) -> None:
+    """A caller killed with SIGKILL takes its workers along (Linux), instead of leaving them to finish
+    a share nobody will read; elsewhere a worker ends at the end of its current message."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+
 def _serve() -> None:
     """A worker's body: read sys.path, then per message (fn, items), answer (True, results) or
     (False, exception); exit at the end of input."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it kills its workers
+    _die_with(int(sys.argv[1]))
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything the work prints goes to stderr, not into the result pipe
     inp = sys.stdin.buffer

@@ -89,3 +89,31 @@ def test_a_worker_that_dies_or_cannot_start_only_costs_time(monkeypatch):
         assert not workers.started and workers.map(_worker_modules, range(2))[1][1] == here  # no new worker
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     assert parallel.map_items(_worker_modules, range(3), processes=2) == [(("jax" in sys.modules), here)] * 3
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_caller_killed_with_sigkill_takes_its_workers_along():
+    import signal
+    import subprocess
+    import time
+    code = ("import time; from jaxcausal import parallel; w = parallel.Workers(2); "
+            "print(w._started(1)[0].pid, flush=True); w.map(time.sleep, [0, 60])")
+    caller = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    worker = int(caller.stdout.readline())
+    time.sleep(0.5)  # the worker is asleep in its 60 s item
+    assert _alive(worker)
+    caller.send_signal(signal.SIGKILL)
+    caller.wait()
+    caller.stdout.close()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
