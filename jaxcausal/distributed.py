@@ -22,6 +22,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from jaxcausal import parallel
 from jaxcausal.errors import InputError
 
 # jax reads this variable itself; --coordinator overrides it.
@@ -150,7 +151,7 @@ def spread(fn: Callable[[int], Any], count: int, local_map: Callable | None = No
     """[fn(0), ..., fn(count - 1)] on every process, process p computing the k with k % P == p.
     Every result must be a pytree of numpy arrays with the same structure and shapes. A collective.
     local_map(fn, ks): how a process computes its own share (default: in order, here)."""
-    local_map = local_map or (lambda f, ks: [f(k) for k in ks])
+    local_map = local_map or parallel.serial
     processes = process_count()
     if processes == 1 or count == 0:
         return local_map(fn, range(count))

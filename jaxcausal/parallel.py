@@ -61,14 +61,14 @@ class Workers:
         items = list(items)
         n = min(self.processes, len(items))
         if n <= 1:
-            return [fn(item) for item in items]
+            return serial(fn, items)
         shares = [items[w::n] for w in range(n)]
         try:
             procs = self._started(n - 1)
         except OSError:  # no interpreter to start (an embedded Python), or no processes left
             self.close(kill=True)
             self.processes = 1
-            return [fn(item) for item in items]
+            return serial(fn, items)
         try:
             # Sent from threads: a worker still starting reads nothing yet, and a message larger than
             # the pipe's buffer would hold this process back from its own share until it does.
@@ -77,14 +77,14 @@ class Workers:
             for t in senders:
                 t.start()
             results = [None] * len(items)
-            results[0::n] = [fn(item) for item in shares[0]]
+            results[0::n] = serial(fn, shares[0])
             for t in senders:
                 t.join()
             for w, proc in enumerate(procs, start=1):
                 try:
                     results[w::n] = _reply(proc)
                 except _Lost:
-                    results[w::n] = [fn(item) for item in shares[w]]
+                    results[w::n] = serial(fn, shares[w])
                     self.processes = 1
         except BaseException:
             self.close(kill=True)  # a worker may still be busy with a share nobody will read
@@ -104,7 +104,7 @@ class Workers:
         first = fn(items[0])
         rest = items[1:]
         if not self.started and (time.perf_counter() - t) * (len(rest) + later) <= WORTH_S:
-            return [first] + [fn(item) for item in rest]
+            return [first] + serial(fn, rest)
         return [first] + self.map(fn, rest)
 
     def _started(self, count: int) -> list[subprocess.Popen]:
@@ -128,11 +128,9 @@ class Workers:
         self._procs = []
 
 
-def map_items(fn: Callable[[Any], Any], items, processes: int | None = None) -> list:
-    """[fn(item) for item in items] in order: `Workers.map_long` with its own workers, or with an
-    int, `Workers(processes).map` (this process included)."""
-    with Workers(processes) as workers:
-        return workers.map_long(fn, items) if processes is None else workers.map(fn, items)
+def serial(fn: Callable[[Any], Any], items) -> list:
+    """[fn(item) for item in items]: the in-process map the others default to."""
+    return [fn(item) for item in items]
 
 
 def _dumps(obj) -> bytes:

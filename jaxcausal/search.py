@@ -25,6 +25,7 @@ import heapq
 
 import numpy as np
 
+from jaxcausal import parallel
 from jaxcausal.local_score import NOISES, Design, Fit, local_fits, make_design  # noqa: F401 (re-exported)
 
 EV_PASSES = 2  # gauss_ev: searches alternated with re-estimating the shared variance
@@ -221,7 +222,7 @@ def search(design: Design, starts, noise: str, *, max_sweeps: int = 50, progress
     own, so the answer is the same either way."""
     one = functools.partial(search_from, design, noise=noise, max_sweeps=max_sweeps, progress=progress)
     best = None
-    for state in (map_ or (lambda fn, xs: [fn(x) for x in xs]))(one, starts):
+    for state in (map_ or parallel.serial)(one, starts):
         if best is None or objective(design, state, noise) < objective(design, best, noise):
             best = state
     return best

@@ -111,7 +111,7 @@ def _choose_graph(x_NxTxD, mask_NxTxD, *, n_lags, noise, mechanism, start_DxD, p
     if linear:
         say(f"search: {', '.join(linear)} ...")
     # Independent of each other: side by side when a worker is running already.
-    other = (workers.map if workers.started else _serial)(
+    other = (workers.map if workers.started else parallel.serial)(
         functools.partial(_search_linear, design, nv_order=nv.order, learned=learned), linear)
     for model in candidates:
         designs[model] = design
@@ -204,10 +204,6 @@ def _mlp_probe(mlp_design, linear: search.State) -> search.State:
 def _mlp_design(design):
     return nonlinear.make_mlp_design(design.z, design.d, penalty_discount=design.pen / (0.5 * np.log(design.n)),
                                      allowed=design.allowed, required=design.required)
-
-
-def _serial(fn, items) -> list:
-    return [fn(item) for item in items]
 
 
 def _search_linear(design, model: str, *, nv_order, learned) -> search.State:

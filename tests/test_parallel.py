@@ -33,7 +33,8 @@ def test_replicates_in_worker_processes_equal_those_computed_here():
     replicate = functools.partial(structure._replicate, ds.x, ds.mask, 0, 20000, 2.0, None, None, "laplace",
                                   list(range(6)), 3)
     here = [replicate(k) for k in range(5)]
-    shared = parallel.map_items(replicate, range(5), processes=2)  # items 1 and 3 run in a worker
+    with parallel.Workers(2) as workers:
+        shared = workers.map(replicate, range(5))  # items 1 and 3 run in a worker
     assert len(shared) == 5
     for a, b in zip(here, shared):
         _assert_same(a, b)
@@ -65,7 +66,8 @@ def _worker_modules(_):
 
 def test_an_error_in_a_worker_is_raised_here_and_workers_never_import_jax():
     with pytest.raises(InputError, match="item 1 is bad"):
-        parallel.map_items(_fails_on_odd, range(2), processes=2)
+        with parallel.Workers(2) as workers:
+            workers.map(_fails_on_odd, range(2))
     with parallel.Workers(2) as workers:
         (_, pid_here), (has_jax, pid_there) = workers.map(_worker_modules, range(2))
         assert pid_there != pid_here and not has_jax
@@ -73,7 +75,9 @@ def test_an_error_in_a_worker_is_raised_here_and_workers_never_import_jax():
 
 
 def test_short_work_stays_in_this_process():
-    assert parallel.map_items(_worker_modules, range(3)) == [(("jax" in sys.modules), os.getpid())] * 3
+    with parallel.Workers() as workers:
+        assert workers.map_long(_worker_modules, range(3)) == [(("jax" in sys.modules), os.getpid())] * 3
+        assert not workers.started
 
 
 def _dies_in_a_worker(parent_pid, item):
@@ -88,7 +92,8 @@ def test_a_worker_that_dies_or_cannot_start_only_costs_time(monkeypatch):
         assert workers.map(functools.partial(_dies_in_a_worker, here), range(4)) == [(k, here) for k in range(4)]
         assert not workers.started and workers.map(_worker_modules, range(2))[1][1] == here  # no new worker
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
-    assert parallel.map_items(_worker_modules, range(3), processes=2) == [(("jax" in sys.modules), here)] * 3
+    with parallel.Workers(2) as workers:
+        assert workers.map(_worker_modules, range(3)) == [(("jax" in sys.modules), here)] * 3
 
 
 def _alive(pid: int) -> bool:
