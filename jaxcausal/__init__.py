@@ -8,6 +8,10 @@ import os
 
 # OpenBLAS threads fight XLA's for the cores (D = 50 epoch 1.4x slower; benchmarks/README.md); set before scipy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# XLA:CPU's older kernel emitter compiles the epoch program ~20% faster, with the same numbers and
+# epoch times (docs/benchmarks.md); read when jax starts its backend, and a user's own choice wins.
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
 
 __version__ = "0.1.0"
 

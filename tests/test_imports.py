@@ -94,3 +94,16 @@ def test_importing_checkpoint_leaves_the_absl_logger_alone():
         "import jaxcausal.checkpoint\n"
         "assert logging.getLogger('absl').filters == before, logging.getLogger('absl').filters\n")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("given,expected", [
+    (None, "--xla_cpu_use_fusion_emitters=false"),
+    ("--xla_cpu_use_fusion_emitters=true", "--xla_cpu_use_fusion_emitters=true"),  # the user's choice wins
+    ("--xla_force_host_platform_device_count=4", "--xla_force_host_platform_device_count=4 "
+                                                 "--xla_cpu_use_fusion_emitters=false"),
+])
+def test_the_faster_compiling_cpu_emitter_is_chosen_unless_the_user_chose(given, expected):
+    env_line = "import os\n" + (f"os.environ['XLA_FLAGS'] = {given!r}\n" if given else "os.environ.pop('XLA_FLAGS', None)\n")
+    result = run_python(env_line + "import jaxcausal\n"
+                        f"assert os.environ['XLA_FLAGS'] == {expected!r}, os.environ['XLA_FLAGS']\n")
+    assert result.returncode == 0, result.stderr
