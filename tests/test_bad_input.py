@@ -15,7 +15,7 @@ import pytest
 from jaxcausal import train
 from conftest import read_log, run_cli, run_main
 
-TRAIN = ("--epochs", "2", "--batch-size", "8", "--quiet")
+TRAIN = ("--epochs", "2", "--batch-size", "8", "--quiet", "--no-plots")
 
 
 def read_text(path: str) -> str:

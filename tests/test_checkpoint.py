@@ -34,7 +34,8 @@ STEPS_PER_EPOCH = 6  # 205 training windows in batches of 32, one pass an epoch
 PATH_EPOCHS = 4  # epochs in the path's first stage; the second (and last) stage starts after them
 FLAGS = ("--batch-size", "32", "--min-steps-per-epoch", "1", "--patience", "0", "--lr", "1e-4",
          "--plateau-patience", "2", "--plateau-cooldown", "0",
-         "--path-stages", "2", "--steps-per-update", str(PATH_EPOCHS * STEPS_PER_EPOCH), "--quiet")
+         "--path-stages", "2", "--steps-per-update", str(PATH_EPOCHS * STEPS_PER_EPOCH), "--quiet",
+         "--no-plots")
 REFERENCE_EPOCHS = 6
 
 

@@ -27,7 +27,8 @@ def gloo_available() -> bool:
 GRID = ["--lambda-sparse", "0.05,0.005", "--seeds", "2"]
 # --bootstrap 4: replicates 0 and 2 searched by process 0, 1 and 3 by process 1, then gathered.
 FLAGS = ["--epochs", "6", "--batch-size", "32", "--patience", "2", "--lr", "0.02", "--min-steps-per-epoch", "1",
-         "--path-stages", "2", "--steps-per-update", "6", "--noise", "laplace", "--bootstrap", "4"]
+         "--path-stages", "2", "--steps-per-update", "6", "--noise", "laplace", "--bootstrap", "4",
+         "--no-plots"]
 
 
 def free_port() -> int:

@@ -142,7 +142,7 @@ def _run(command: list[str], capfd, monkeypatch) -> tuple[int, str]:
     argv = command[3:]
     if not FULL and command[2] in ("jaxcausal.train", "jaxcausal.sweep") and "--config" not in argv \
             and "--resume" not in argv:
-        argv = [*argv, "--config", "smoke"]
+        argv = [*argv, "--config", "smoke", "--plots"]  # the README's runs draw their figures
     main = importlib.import_module(command[2]).main
     try:
         code = cli.run(main, argv)

@@ -29,7 +29,7 @@ GRID = ["--lambda-sparse", "0.005,0.01,0.05", "--seeds", "2"]
 # members 3-5 stop early (4 after epoch 6) and are frozen while the rest go on. (A longer path, with
 # its score weight down to 1e-3, made the 4-device and 1-device trajectories drift apart beyond TOL.)
 FLAGS = ["--epochs", "8", "--batch-size", "32", "--patience", "4", "--lr", "0.02", "--quiet",
-         "--min-steps-per-epoch", "1", "--path-stages", "2", "--steps-per-update", "6"]
+         "--min-steps-per-epoch", "1", "--path-stages", "2", "--steps-per-update", "6", "--no-plots"]
 
 
 @pytest.fixture(scope="module")
