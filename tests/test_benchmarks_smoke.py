@@ -64,7 +64,10 @@ def test_epoch_time_quick_writes_table_and_json(runs):
     assert row["d"] == 5 and row["jax_epoch_ms"] > 0 and row["jax_compile_s"] > 0
     assert set(row["penalty_ms"]) == {"trace_power", "expm", "logdet"}
     assert set(row["penalty_epoch_ms"]) == {"trace_power"} and row["penalty_epoch_ms"]["trace_power"] > 0
-    assert 0 < row["penalty_share_estimate"]["trace_power"] < 1
+    # Penalty calls timed alone each pay a dispatch the fused epoch does not, so at D = 5 the
+    # estimate can pass 1 on a loaded machine (1.42 seen): check its formula, not a bound.
+    share = (row["n_batches"] + 1) * row["penalty_ms"]["trace_power"] / row["penalty_epoch_ms"]["trace_power"]
+    assert row["penalty_share_estimate"]["trace_power"] == pytest.approx(share) and share > 0
     assert row["flops"]["epoch_flops"] > row["flops"]["step_flops"] > 0
     assert row["flops"]["fraction_of_matmul_rate"] > 0
     if HAS_TORCH:
