@@ -14,6 +14,11 @@ import tempfile
 
 # Before numpy loads its OpenBLAS: BLAS threads fight XLA's and the other tests' for the 2 cores.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Tests check behaviour, not speed: at XLA's lowest backend optimisation level an epoch program
+# compiles ~3x faster and runs ~1.5x slower. Every number a test compares is computed under these
+# flags (CLI subprocesses inherit them); a developer's own choice of the level wins.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -22,6 +27,14 @@ import pytest  # noqa: E402
 from jaxcausal import config as config_lib  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def xla_flags(devices: int | None = None, optimized: bool = False) -> str:
+    """This session's XLA_FLAGS for a subprocess, with `devices` host CPU devices (XLA's default: one)
+    and, if `optimized`, XLA's default backend optimisation level instead of the tests' level 0."""
+    drop = ("xla_force_host_platform_device_count",) + (("xla_backend_optimization_level",) if optimized else ())
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not any(d in f for d in drop)]
+    return " ".join(flags + ([f"--xla_force_host_platform_device_count={devices}"] if devices else []))
 
 # One compilation cache per test session, shared with the CLI subprocesses (through the
 # environment): identical programs compile once, and no run reads a cache warmed before it.

@@ -26,9 +26,7 @@ API_SCRIPTS = ("epoch_time.py", "checkpoint_time.py", "torch_reference.py", "swe
 
 
 def _start(script: str, *args: str) -> subprocess.Popen:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "benchmarks", script), *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "benchmarks", script), *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

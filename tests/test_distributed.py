@@ -13,7 +13,7 @@ import pytest
 
 from jaxcausal import cli, sweep
 
-from conftest import ROOT, check_run, read_json, write_static_npz
+from conftest import ROOT, check_run, read_json, write_static_npz, xla_flags
 
 
 def gloo_available() -> bool:
@@ -59,8 +59,7 @@ def log_rows(out: str) -> list[dict]:
 @pytest.mark.skipif(not gloo_available(), reason="this jaxlib has no gloo CPU collectives")
 def test_two_processes_equal_one_process(tmp_path):
     data = write_static_npz(tmp_path / "static.npz")
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags())
     join = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
     two, elsewhere, one = (str(tmp_path / name) for name in ("two", "p1-out", "one"))
     # Process 1 names its own --out only to show that it writes nothing there, not even checkpoints:
@@ -71,7 +70,7 @@ def test_two_processes_equal_one_process(tmp_path):
     # The reference: one process whose two devices hold the same two members each, so every device
     # runs the same program on the same inputs as in the two-process run.
     procs.append(start(["--data", data, "--out", one, *GRID, *FLAGS],
-                       dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")))
+                       dict(env, XLA_FLAGS=xla_flags(devices=2))))
     (rc0, out0, err0), (rc1, out1, err1), (rc, out, err) = (finish(p, 180) for p in procs)
     wall = time.perf_counter() - t0
     assert rc0 == 0 and rc1 == 0 and rc == 0, (err0[-2000:], err1[-2000:], err[-2000:])
@@ -156,8 +155,7 @@ except InputError as e:
 
 @pytest.mark.skipif(not gloo_available(), reason="this jaxlib has no gloo CPU collectives")
 def test_spread_gives_every_process_every_result_in_order():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags())
     address = f"127.0.0.1:{free_port()}"
     procs = [start([address, str(i)], env, command=("-c", SPREAD)) for i in (0, 1)]
     (rc0, out0, err0), (rc1, out1, err1) = (finish(p, 60) for p in procs)
