@@ -159,7 +159,7 @@ def test_best_run_dir_evaluates(reference, capsys):
 def test_four_devices_equal_one(reference, tmp_path):
     # Both runs at XLA's default optimisation level, as users run them: at the tests' level 0 (see
     # conftest) sharding moves member 1's last epoch by 4e-3, against 4e-5 at the default level.
-    data = reference[4]
+    _, members, _, _, data = reference
     outs = {n: str(tmp_path / f"devices{n}") for n in (1, 4)}
 
     def sweep_on(n):
@@ -172,7 +172,7 @@ def test_four_devices_equal_one(reference, tmp_path):
     assert "6 members on 4 device(s)" in run.stdout and "<- best" in run.stdout
     result, four = (read_json(os.path.join(outs[n], "sweep.json")) for n in (1, 4))
     assert (result["devices"], four["devices"], four["padded_population"]) == (1, 4, 8)
-    for m in reference[1]:
+    for m in members:
         assert_rows_close(sweep_rows(outs[4], m.index), sweep_rows(outs[1], m.index))
     for a, b in zip(four["members"], result["members"]):
         assert a["best_epoch"] == b["best_epoch"] and a["stop_reason"] == b["stop_reason"]
