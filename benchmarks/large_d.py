@@ -52,13 +52,14 @@ def generate(d: int, noise: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return (x - x.mean(axis=(0, 1))) / x.std(axis=(0, 1)), np.asarray(ds.truth, np.int8), list(ds.names)
 
 
-def child(method: str, data_path: str, out_path: str, timeout_s: float) -> int:
+def child(method: str, data_path: str, out_path: str, timeout_s: float, jaxcausal_args=()) -> int:
     """One run in this process's only child; writes its record (graph included) to out_path."""
     with np.load(data_path) as f:
         x, names = f["x"], [str(n) for n in f["names"]]
     if method == "jaxcausal":
         with tempfile.TemporaryDirectory() as cache:  # a cold compile cache: what a first run pays
-            r = jaxcausal_cli.run_cli(x, names, env={"JAXCAUSAL_CACHE_DIR": cache}, timeout_s=timeout_s)
+            r = jaxcausal_cli.run_cli(x, names, env={"JAXCAUSAL_CACHE_DIR": cache}, timeout_s=timeout_s,
+                                     extra_args=jaxcausal_args)
     else:
         r = peers_lib.run_peer(method, x, timeout_s=timeout_s)
     # Linux reports ru_maxrss in KiB: the largest resident set of any waited-for descendant.
@@ -131,11 +132,11 @@ def probe_epoch(d: int, data_path: str, epochs: int, penalty: str = "") -> dict:
             "load_average": list(os.getloadavg())}
 
 
-def run_one(method: str, data_path: str, truth: np.ndarray, timeout_s: float) -> dict:
+def run_one(method: str, data_path: str, truth: np.ndarray, timeout_s: float, jaxcausal_args: str = "") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.npz")
         cmd = [sys.executable, os.path.abspath(__file__), "--child", method, "--data", data_path, "--result", out,
-               "--timeout", str(timeout_s)]
+               "--timeout", str(timeout_s), f"--jaxcausal-args={jaxcausal_args}"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not os.path.exists(out):
             return {"status": f"wrapper error: {(proc.stderr.strip().splitlines() or ['no output'])[-1][:300]}"}
@@ -151,6 +152,15 @@ def run_one(method: str, data_path: str, truth: np.ndarray, timeout_s: float) ->
 def phase_line(r: dict) -> str:
     t = r.get("timings") or {}
     return " / ".join(f"{t[p]:.0f}" if isinstance(t.get(p), (int, float)) else "—" for p in PHASES)
+
+
+def method_label(r: dict) -> str:
+    """The method, with the flags a jaxcausal run added to the defaults (empty: a default run)."""
+    return f"{r['method']} `{r['jaxcausal_args']}`" if r.get("jaxcausal_args") else r["method"]
+
+
+def row_key(r: dict) -> tuple:
+    return r["d"], r["noise"], r["method"], r.get("jaxcausal_args", "")
 
 
 def table(rows: list[dict]) -> str:
@@ -233,13 +243,15 @@ def main(argv=None) -> int:
                    help="instead of the runs: time the default epoch and its penalty at each d (Laplace data)")
     p.add_argument("--probe-epochs", type=int, default=3, help="timed epochs per d with --probe")
     p.add_argument("--probe-penalty", default="", help="with --probe: this acyclicity penalty instead of the default")
+    p.add_argument("--jaxcausal-args", default="",
+                   help="flags added to jaxcausal's defaults, e.g. '--penalty logdet'; such rows are labelled with them")
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--probe-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        return child(args.child, args.data, args.result, args.timeout)
+        return child(args.child, args.data, args.result, args.timeout, args.jaxcausal_args.split())
     if args.probe_child:
         print(json.dumps(probe_epoch(args.probe_child, args.data, args.probe_epochs, args.probe_penalty)))
         return 0
@@ -264,15 +276,17 @@ def main(argv=None) -> int:
                 for method in order:
                     load = round(os.getloadavg()[0], 2)
                     print(f"d={d} {noise} {method}: started {time.strftime('%H:%M:%S')}, load {load}", flush=True)
-                    r = run_one(method, data_path, truth, args.timeout)
-                    r.update(d=d, noise=noise, method=method, seed=SEED_BASE + d, true_edges=int(truth.sum()),
+                    extra = args.jaxcausal_args if method == "jaxcausal" else ""
+                    r = run_one(method, data_path, truth, args.timeout, extra)
+                    r.update(jaxcausal_args=extra, d=d, noise=noise, method=method, seed=SEED_BASE + d,
+                             true_edges=int(truth.sum()),
                              load_before=load, load_after=round(os.getloadavg()[0], 2),
                              finished=time.strftime("%Y-%m-%d %H:%M:%S"), **git_state())
                     if method != "jaxcausal":
                         r["version"] = peers_lib.version_of(method)
-                    report["runs"] = [q for q in report["runs"]
-                                      if (q["d"], q["noise"], q["method"]) != (d, noise, method)] + [r]
-                    report["runs"].sort(key=lambda q: (q["d"], q["noise"], METHODS.index(q["method"])))
+                    report["runs"] = [q for q in report["runs"] if row_key(q) != row_key(r)] + [r]
+                    report["runs"].sort(key=lambda q: (q["d"], q["noise"], METHODS.index(q["method"]),
+                                                       q.get("jaxcausal_args", "")))
                     write(report, args.out)
                     print(f"  {r['status']}: wall {r.get('wall_s', float('nan')):.0f} s, F1 {r.get('f1')}, "
                           f"peak RSS {r.get('peak_rss_mib', float('nan')):.0f} MiB, timings {r.get('timings')}",

@@ -28,7 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from jaxcausal import rundir
+from jaxcausal import program_cache, rundir
 from jaxcausal.errors import InputError
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -173,7 +173,8 @@ class Checkpoints:
             raise
 
 
-_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))  # one program, not one per leaf
+# One program, not one per leaf.
+_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree), compiler_options=program_cache.ONE_SHOT)
 
 
 class Cadence:

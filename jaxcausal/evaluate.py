@@ -41,7 +41,6 @@ def _restore(run_dir: str, data: str | None = None, truth: str | None = None, wa
              epoch: int | None = None):
     """(setup, state, meta, epoch) for the best (or the given epoch's) checkpoint of `run_dir`."""
     rundir.require_checkpoints(os.path.join(run_dir, "checkpoints"))  # a wrong path fails before jax loads
-    import jax
     from jaxcausal import checkpoint, experiment
     ckpts = checkpoint.Checkpoints(os.path.join(run_dir, "checkpoints"), read_only=True)
     latest, _ = ckpts.read_meta()
@@ -56,7 +55,7 @@ def _restore(run_dir: str, data: str | None = None, truth: str | None = None, wa
     step = epoch if epoch is not None else best if best >= 1 else max(ckpts.steps())
     if step not in ckpts.steps():
         raise InputError(f"{run_dir}: no checkpoint of epoch {step} (kept: {ckpts.steps()})")
-    state, meta, step = ckpts.restore(jax.eval_shape(setup.init_state), step=step)
+    state, meta, step = ckpts.restore(setup.state_template(), step=step)
     return setup, state, meta, step
 
 

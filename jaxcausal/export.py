@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcausal import cpdag, graphs, structure
+from jaxcausal import cpdag, graphs, program_cache, structure
 from jaxcausal import metrics as metrics_lib
 from jaxcausal.model import CausalSEM, edge_scores
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=program_cache.ONE_SHOT)
 def _threshold_table(scores, truth):
     """The 21-threshold table of W's scores against the truth, and the index of its best F1."""
     table = metrics_lib.threshold_table(scores=metrics_lib.scale_scores(scores), truth=truth,
@@ -26,7 +26,7 @@ def _threshold_table(scores, truth):
     return table, metrics_lib.best_threshold_index(table["f1"])
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0, compiler_options=program_cache.ONE_SHOT)
 def _learned(model: CausalSEM, params):
     """W, its edge scores and the lag matrices: one program, not an eager op each."""
     return (model.apply({"params": params}, method=CausalSEM.adjacency), edge_scores(model, params),

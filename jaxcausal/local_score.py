@@ -129,25 +129,31 @@ def grow_shrink(design: Design, targets: np.ndarray, candidates: np.ndarray, noi
     required = design.required[:, targets].T & candidates
     candidates = candidates | required
     k_max = max(1, int(candidates.sum(axis=1).max(initial=0)))
-    r = cov[targets, :a].copy()  # cov(target, column | parents so far)
-    v = np.broadcast_to(np.diag(cov)[:a], (b, a)).copy()  # var(column | parents so far)
+    # Only the candidate columns and the targets are ever read: the elimination runs on those C
+    # columns (tens under the partial-correlation screen), not all A (O(B K C) per step, not O(B K A)).
+    cols = np.flatnonzero(candidates.any(axis=0) | np.isin(np.arange(a), targets))
+    at_target = np.searchsorted(cols, targets)
+    cand = candidates[:, cols]
+    diag = np.diag(cov)[cols]
+    r = cov[np.ix_(targets, cols)]  # cov(target, column | parents so far)
+    v = np.broadcast_to(diag, (b, len(cols))).copy()  # var(column | parents so far)
     rv = cov[targets, targets].copy()
-    floor = 1e-10 * np.maximum(np.diag(cov)[:a], 1e-300)
+    floor = 1e-10 * np.maximum(diag, 1e-300)
     # basis[:, s]: the orthonormalised column added at step s (zero for rows that added none then).
-    basis = np.zeros((b, min(k_max, 8), a))
+    basis = np.zeros((b, min(k_max, 8), len(cols)))
     steps = 0
-    chosen = np.zeros((b, a), bool)
+    chosen = np.zeros((b, len(cols)), bool)
     count = np.zeros(b, int)
     rows = np.arange(b)
     active = np.ones(b, bool)
 
-    def add(sel: np.ndarray, col: np.ndarray):
+    def add(sel: np.ndarray, col: np.ndarray):  # col: positions in cols
         nonlocal basis, steps
         if steps == basis.shape[1]:
             basis = np.concatenate([basis, np.zeros_like(basis)], axis=1)
-        u = cov[col, :a] - np.einsum("bk,bka->ba", basis[sel, :steps, col], basis[sel, :steps])
+        u = cov[cols[col][:, None], cols[None, :]] - np.einsum("bk,bka->ba", basis[sel, :steps, col], basis[sel, :steps])
         u = u / np.sqrt(np.maximum(v[sel, col], floor[col]))[:, None]
-        ut = u[np.arange(len(sel)), targets[sel]]
+        ut = u[np.arange(len(sel)), at_target[sel]]
         r[sel] -= ut[:, None] * u
         v[sel] -= u * u
         rv[sel] -= ut * ut
@@ -156,14 +162,15 @@ def grow_shrink(design: Design, targets: np.ndarray, candidates: np.ndarray, noi
         chosen[sel, col] = True
         count[sel] += 1
 
+    pending_required = required[:, cols]
     while True:  # required parents first
-        pending = required & ~chosen
+        pending = pending_required & ~chosen
         sel = np.flatnonzero(pending.any(axis=1))
         if not len(sel):
             break
         add(sel, np.argmax(pending[sel], axis=1))
     for _ in range(k_max):
-        ok = candidates & ~chosen & (v > floor)
+        ok = cand & ~chosen & (v > floor)
         gain_sq = np.where(ok, r * r / np.maximum(v, floor), 0.0)
         best = np.argmax(gain_sq, axis=1)
         drop = gain_sq[rows, best]
@@ -178,7 +185,7 @@ def grow_shrink(design: Design, targets: np.ndarray, candidates: np.ndarray, noi
         add(sel, best[sel])
     # Chosen columns first (in index order), padded with the null column A to the widest set.
     width = max(1, int(count.max(initial=0)))
-    parents = np.sort(np.where(chosen, np.arange(a), a), axis=1)[:, :width]
+    parents = np.sort(np.where(chosen, cols, a), axis=1)[:, :width]
     return _shrink(design, targets, parents, required, noise, sigma2)
 
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxcausal import reporting
+from jaxcausal import program_cache, reporting
 from jaxcausal.losses import LossWeights
 from jaxcausal.steps import TrainState, init_state, tree_where
 
@@ -91,7 +91,7 @@ def init_population(setup, members: Sequence[Member], lay: Layout) -> tuple[Trai
     def one(seed, w):
         return init_state(setup.model, setup.optimizer, setup.cfg, sample, seed, lambdas=w)
 
-    state = jax.jit(jax.vmap(one), out_shardings=lay.members)(seeds, weights)
+    state = jax.jit(jax.vmap(one), out_shardings=lay.members, compiler_options=program_cache.ONE_SHOT)(seeds, weights)
     best = jax.tree.map(jnp.copy, state)  # separate buffers: both are donated every epoch
     halted = jax.device_put(lay.padding, lay.members)
     return state, best, halted

@@ -136,7 +136,7 @@ def resume_state(setup: Experiment, ckpts: checkpoint.Checkpoints, run_dir: str)
     """
     steps = ckpts.steps()
     if steps:
-        state, meta, step = ckpts.restore(jax.eval_shape(setup.init_state))
+        state, meta, step = ckpts.restore(setup.state_template())
     else:
         with open(os.path.join(run_dir, "config.json")) as f:
             meta = {"data_fingerprint": json.load(f)["data"]["fingerprint"], "config": config_lib.to_dict(setup.cfg)}

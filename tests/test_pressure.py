@@ -228,7 +228,7 @@ def test_converged_stages_resume_bit_identically_through_a_checkpoint(tmp_path):
     ckpts = checkpoint.Checkpoints(str(tmp_path / "ckpt"))
     ckpts.save(int(first.epoch), first, {}, None)
     ckpts.wait()
-    restored, _, _ = ckpts.restore(jax.eval_shape(setup.init_state))
+    restored, _, _ = ckpts.restore(setup.state_template())
     ckpts.close()
     resumed = run(restored, 10 - int(first.epoch))
     assert checkpoint.state_digest(jax.device_get(resumed)) == checkpoint.state_digest(jax.device_get(straight))

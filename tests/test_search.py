@@ -120,9 +120,17 @@ def test_prior_knowledge_is_enforced_exactly():
             assert not dag[i, j] and dag[ra, rb] and graphs.is_dag(dag)
 
 
-def test_too_few_rows_give_no_search():
+def test_too_few_rows_give_no_search_and_say_so():
+    said = []
+    ds = _rows(0, d=6, n=7)
+    assert structure.choose_graph(ds.x, ds.mask, n_lags=0, progress=said.append) is None
+    assert said == ["search: skipped, 7 complete rows for 6 design columns (it needs 8); the graph is thresholded W"]
+
+
+def test_rows_just_above_the_columns_are_searched():
+    # As prepare admits them: d = 1000 with n = 2000 (1600 training rows) once fell below 2 rows per column.
     ds = _rows(0, d=6, n=8)
-    assert structure.choose_graph(ds.x, ds.mask, n_lags=0) is None
+    assert structure.choose_graph(ds.x, ds.mask, n_lags=0) is not None
 
 
 def test_bootstrap_confidence_and_stability_selection():
