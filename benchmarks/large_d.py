@@ -168,7 +168,7 @@ def table(rows: list[dict]) -> str:
              "| strict F1 | SHD | edges (true) | model | load |", "|" + "---|" * 14]
     for r in rows:
         f = lambda k, spec=".2f": format(r[k], spec) if isinstance(r.get(k), (int, float)) else "—"  # noqa: E731
-        lines.append(f"| {r['d']} | {r['noise']} | {r['method']} | {r['status'][:40]} | {f('wall_s', '.0f')} | "
+        lines.append(f"| {r['d']} | {r['noise']} | {method_label(r)} | {r['status'][:40]} | {f('wall_s', '.0f')} | "
                      f"{phase_line(r) if r['method'] == 'jaxcausal' else '—'} | {r.get('epochs') or '—'} | "
                      f"{f('peak_rss_mib', '.0f')} | {f('f1')} | {f('strict_f1')} | {f('shd', '.0f')} | "
                      f"{f('edge_count', '.0f')} ({r['true_edges']}) | "
@@ -202,7 +202,8 @@ def write(report: dict, out_dir: str) -> None:
         json.dump(report, f, indent=1)
         f.write("\n")
     m = report["machine"]
-    md = (f"Machine: {m['cpu']}, {m['cpu_count']} cores, shared; n = {ROWS} rows, static ER2, standardised; "
+    md = (f"Machine of the latest run: {m['cpu']}, {m['cpu_count']} cores, shared (a row's own machine is its `cpu` "
+          f"in large_d.json; rows without one ran on an AMD EPYC, 2 cores); n = {ROWS} rows, static ER2, standardised; "
           f"timeout {report['timeout_s']:.0f} s per run. Each row gives the load average (1 min) before it and "
           f"the jaxcausal commit (plus uncommitted files) it ran on in large_d.json.\n\n" + table(report["runs"]) + "\n")
     if report.get("epoch_probe"):
@@ -279,7 +280,7 @@ def main(argv=None) -> int:
                     extra = args.jaxcausal_args if method == "jaxcausal" else ""
                     r = run_one(method, data_path, truth, args.timeout, extra)
                     r.update(jaxcausal_args=extra, d=d, noise=noise, method=method, seed=SEED_BASE + d,
-                             true_edges=int(truth.sum()),
+                             true_edges=int(truth.sum()), cpu=cpu_model(),
                              load_before=load, load_after=round(os.getloadavg()[0], 2),
                              finished=time.strftime("%Y-%m-%d %H:%M:%S"), **git_state())
                     if method != "jaxcausal":
