@@ -8,8 +8,8 @@ Each measurement is a fresh `python -m jaxcausal.train` process as a user starts
 settings, console on, no ground truth). JAXCAUSAL_CACHE_DIR points at a new empty temp directory
 for the cold run; the warm runs reuse the directory the cold run filled. Before the first cold run
 one process imports what a run imports (jaxcausal.training, and matplotlib unless --no-plots), so
-"cold" is an empty compile cache, not packages still on disk; its wall time is reported as warmup_s. Reported per run: wall
-seconds, seconds to the first console line, the cache's file count, and the phase breakdown from
+"cold" is an empty compile cache, not packages still on disk (its wall time: warmup_s). Reported per
+run: wall seconds, seconds to the first console line, the cache's file count, and the phase breakdown from
 summary.json's `timings` (import, compile, train, search, write; absent in older code). The peers
 (peers.py: one thread each, process start and imports included in wall_s) run on the same d = 20
 data in the same script. Writes results/time_to_graph.json and prints a table.

@@ -55,19 +55,21 @@ class Experiment:
         return TrainData(*jax.device_put((p.x_train, p.m_train, p.x_val, p.m_val, truth)))
 
     def init_state(self) -> TrainState:
-        """The fresh state of `cfg.train.seed`: one compiled program, not one per array it builds.
-        Under a transformation (`jax.eval_shape`) use `state_template()`: a jit with compiler options
-        runs only at the top level."""
-        return jax.jit(self._init, compiler_options=program_cache.ONE_SHOT)(*self._init_args())
+        """The fresh state of `cfg.train.seed`: one compiled program, not one per array it builds."""
+        return self._init_jit(*self._init_args())
 
     def state_template(self) -> TrainState:
-        """ShapeDtypeStructs of `init_state()`, for a restore, without compiling it (compiler options
-        belong to a top-level jit only, so this traces the function itself)."""
+        """ShapeDtypeStructs of `init_state()` for a restore. `jax.eval_shape(init_state)` is refused:
+        a jit with compiler options runs only at the top level, so this traces the function itself."""
         return jax.eval_shape(self._init, *self._init_args())
 
     @functools.cached_property
     def _init(self):
         return functools.partial(init_state, self.model, self.optimizer, self.cfg)
+
+    @functools.cached_property
+    def _init_jit(self):
+        return jax.jit(self._init, compiler_options=program_cache.ONE_SHOT)
 
     def _init_args(self) -> tuple:
         return jax.device_put(self.prepared.x_train[: self.batch_size]), self.cfg.train.seed

@@ -131,11 +131,14 @@ def grow_shrink(design: Design, targets: np.ndarray, candidates: np.ndarray, noi
     k_max = max(1, int(candidates.sum(axis=1).max(initial=0)))
     # Only the candidate columns and the targets are ever read: the elimination runs on those C
     # columns (tens under the partial-correlation screen), not all A (O(B K C) per step, not O(B K A)).
-    cols = np.flatnonzero(candidates.any(axis=0) | np.isin(np.arange(a), targets))
+    read = candidates.any(axis=0)
+    read[targets] = True
+    cols = np.flatnonzero(read)
     at_target = np.searchsorted(cols, targets)
     cand = candidates[:, cols]
-    diag = np.diag(cov)[cols]
-    r = cov[np.ix_(targets, cols)]  # cov(target, column | parents so far)
+    cov_cc = cov[np.ix_(cols, cols)]
+    diag = np.diag(cov_cc)
+    r = cov_cc[at_target]  # cov(target, column | parents so far)
     v = np.broadcast_to(diag, (b, len(cols))).copy()  # var(column | parents so far)
     rv = cov[targets, targets].copy()
     floor = 1e-10 * np.maximum(diag, 1e-300)
@@ -151,7 +154,7 @@ def grow_shrink(design: Design, targets: np.ndarray, candidates: np.ndarray, noi
         nonlocal basis, steps
         if steps == basis.shape[1]:
             basis = np.concatenate([basis, np.zeros_like(basis)], axis=1)
-        u = cov[cols[col][:, None], cols[None, :]] - np.einsum("bk,bka->ba", basis[sel, :steps, col], basis[sel, :steps])
+        u = cov_cc[col] - np.einsum("bk,bka->ba", basis[sel, :steps, col], basis[sel, :steps])
         u = u / np.sqrt(np.maximum(v[sel, col], floor[col]))[:, None]
         ut = u[np.arange(len(sel)), at_target[sel]]
         r[sel] -= ut[:, None] * u

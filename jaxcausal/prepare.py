@@ -94,6 +94,12 @@ def complete_rows(mask: np.ndarray, lags: int) -> int:
     return int(usable.sum())
 
 
+def rows_needed(d: int, lags: int) -> int:
+    """Complete rows a regression of each variable on the D - 1 others and L*D lagged values needs:
+    more rows than coefficients, plus one for the mean. The search holds data to the same rule."""
+    return (d - 1) + lags * d + 2
+
+
 def check_rows(where: str, mask_train: np.ndarray, n_rows: int, d: int, lags: int) -> str | None:
     """Refuse data too small for the model; a warning (or None) when it is small for its parameters.
 
@@ -102,9 +108,7 @@ def check_rows(where: str, mask_train: np.ndarray, n_rows: int, d: int, lags: in
     if d < 2:
         raise InputError(f"{where}: {d} variable; need at least 2 variables to learn a graph")
     regressors = (d - 1) + lags * d
-    # Each variable is regressed on up to D-1 others plus L*D lagged values: a residual variance
-    # (the BIC score and the noise model) needs more rows than coefficients, plus one for the mean.
-    needed = regressors + 2
+    needed = rows_needed(d, lags)  # a residual variance (the BIC score, the noise model) for each
     have = complete_rows(mask_train, lags)
     lagged = f" plus {lags * d} lagged values" if lags else ""
     if have < needed:

@@ -20,7 +20,7 @@ import jaxlib
 
 FORMAT = 1  # bump when the file layout below changes
 # XLA options of the programs a run calls once or a few times (initialisation, the export's threshold
-# table, copies, the evaluation CLI): at the lowest backend optimisation level they compile in about
+# table, the best-state copy): at the lowest backend optimisation level they compile in about
 # half the time, and what they then lose in run time is microseconds. The epoch keeps XLA's default.
 ONE_SHOT = {"xla_backend_optimization_level": 0}
 # Settings that never reach the epoch program (the run directory, console, checkpoint cadence).

@@ -21,12 +21,9 @@ import time
 import numpy as np
 
 from jaxcausal import cpdag, distributed, graphs, nonlinear, parallel, search
+from jaxcausal.prepare import rows_needed
 from jaxcausal.errors import InputError
 
-# Complete rows the search needs beyond the design's columns (each column is regressed on all the
-# others and a mean, and keeps a residual): what prepare.check_rows asks of the training split, so
-# data that train at all are searched; with fewer, no search and thresholded W stands.
-MIN_SPARE_ROWS = 2
 MECHANISMS = ("auto", "linear", "mlp")
 MLP = "gauss_nv+mlp"  # the MLP candidate's key among the scores
 IDENTIFIED_BY = {
@@ -93,9 +90,10 @@ def _choose_graph(x_NxTxD, mask_NxTxD, *, n_lags, noise, mechanism, start_DxD, p
     lags = min(n_lags, x_NxTxD.shape[1] - 1)
     say = progress or (lambda msg: None)
     z = design_rows(x_NxTxD, mask_NxTxD, lags, max_rows)
-    if len(z) < z.shape[1] + MIN_SPARE_ROWS:
+    # prepare refuses training splits below this; the search's own rows can still fall short of it.
+    if len(z) < rows_needed(d, lags):
         say(f"search: skipped, {len(z)} complete rows for {z.shape[1]} design columns (it needs "
-            f"{z.shape[1] + MIN_SPARE_ROWS}); the graph is thresholded W")
+            f"{rows_needed(d, lags)}); the graph is thresholded W")
         return None
     design, sd = _design(z, d, penalty_discount, allowed, required)
     learned = start_order(start_DxD, d)

@@ -122,14 +122,15 @@ def test_prior_knowledge_is_enforced_exactly():
 
 def test_too_few_rows_give_no_search_and_say_so():
     said = []
-    ds = _rows(0, d=6, n=7)
+    ds = _rows(0, d=6, n=6)
     assert structure.choose_graph(ds.x, ds.mask, n_lags=0, progress=said.append) is None
-    assert said == ["search: skipped, 7 complete rows for 6 design columns (it needs 8); the graph is thresholded W"]
+    assert said == ["search: skipped, 6 complete rows for 6 design columns (it needs 7); the graph is thresholded W"]
 
 
 def test_rows_just_above_the_columns_are_searched():
-    # As prepare admits them: d = 1000 with n = 2000 (1600 training rows) once fell below 2 rows per column.
-    ds = _rows(0, d=6, n=8)
+    # As prepare admits them (prepare.rows_needed): d = 1000 with n = 2000 (1600 training rows) once
+    # fell below the 2 rows per column the search used to ask.
+    ds = _rows(0, d=6, n=7)
     assert structure.choose_graph(ds.x, ds.mask, n_lags=0) is not None
 
 
